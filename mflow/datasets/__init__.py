@@ -1,0 +1,7 @@
+"""Datasets by name: one entry point, ``load(DataSpec) -> Dataset``, and one registry."""
+
+from mflow.datasets import arrays, images, mnist, synthetic, toys  # noqa: F401  (register)
+from mflow.datasets.arrays import check_enough_rows, register_table_reader
+from mflow.datasets.registry import DATASETS, Dataset, load, register
+
+__all__ = ["DATASETS", "Dataset", "check_enough_rows", "load", "register", "register_table_reader"]

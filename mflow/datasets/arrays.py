@@ -1,0 +1,248 @@
+"""A user's own array file as a dataset: ``.npy``, ``.npz``, ``.csv``, or a registered table type.
+
+``mflow`` never imports pyarrow or pandas, so ``.parquet`` (or any other table format) is read
+through a reader registered with ``register_table_reader``; the survey pipeline registers a
+pyarrow-based one for ``.parquet``. Without it, a ``.parquet`` file is refused with a message
+saying so.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from mflow.config import DataSpec
+from mflow.datasets.registry import Dataset, register
+
+__all__ = [
+    "MIN_ROWS",
+    "TABLE_READERS",
+    "TableReader",
+    "array",
+    "check_enough_rows",
+    "read_array",
+    "register_table_reader",
+]
+
+MIN_ROWS = 2  # fewest rows a file may have; check_enough_rows compares with the batch size
+TableReader = Callable[[Path], Mapping[str, np.ndarray]]  # path -> {column name: 1-D values}
+TABLE_READERS: dict[str, TableReader] = {}
+_NUMPY_SUFFIXES = (".npy", ".npz")
+
+
+def register_table_reader(suffix: str, reader: TableReader) -> None:
+    """Read files ending in ``suffix`` with ``reader(path) -> {column: 1-D array}``.
+
+    The columns are checked here (numeric, equal length) and stacked in their order into
+    ``(n, D)``. Registering a suffix again replaces its reader; ``.npy`` and ``.npz`` are
+    numpy's and cannot be replaced. A registered ``.csv`` reader replaces the built-in one.
+
+    Example:
+        >>> register_table_reader(".demo", lambda path: {"a": np.zeros(3), "b": np.ones(3)})
+        >>> TABLE_READERS.pop(".demo") is not None
+        True
+    """
+    suffix = suffix.lower()
+    if not suffix.startswith(".") or suffix in _NUMPY_SUFFIXES:
+        raise ValueError(
+            f"register_table_reader: suffix must start with '.' and not be "
+            f"{' or '.join(_NUMPY_SUFFIXES)}, got {suffix!r}"
+        )
+    TABLE_READERS[suffix] = reader
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_problem(path: Path, names: list[str], skip: int) -> str:
+    """Say which columns or rows of a CSV that ``np.loadtxt`` refused are not numeric."""
+    bad: dict[int, tuple[str, int]] = {}
+    with open(path, newline="") as f:
+        for line, row in enumerate(csv.reader(f), start=1):
+            if line <= skip or not row:
+                continue
+            if len(row) != len(names):
+                return f"{path}: line {line} has {len(row)} fields, expected {len(names)}"
+            for j, cell in enumerate(row):
+                if j not in bad and not _is_number(cell):
+                    bad[j] = (cell, line)
+    if not bad:
+        return f"{path}: could not be read as numeric CSV"
+    cols = ", ".join(
+        f"{names[j]!r} (e.g. {cell!r} on line {line})" for j, (cell, line) in sorted(bad.items())
+    )
+    return f"{path}: non-numeric columns: {cols}"
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    """Comma-separated numbers; a first line with any non-numeric field is a header."""
+    with open(path, newline="") as f:
+        first = next(csv.reader(f), [])
+    if not first:
+        raise ValueError(f"{path}: empty file")
+    header = not all(_is_number(cell) for cell in first)
+    names = [c.strip() for c in first] if header else [f"column {j}" for j in range(len(first))]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            return np.loadtxt(path, delimiter=",", skiprows=int(header), ndmin=2)
+    except ValueError:
+        raise ValueError(_csv_problem(path, names, int(header))) from None
+
+
+def _stack_columns(path: Path, table: Mapping[str, np.ndarray]) -> np.ndarray:
+    columns = {name: np.asarray(values) for name, values in table.items()}
+    if not columns:
+        raise ValueError(f"{path}: no columns")
+    bad = [name for name, v in columns.items() if not _numeric(v.dtype) or v.ndim != 1]
+    if bad:
+        raise ValueError(f"{path}: non-numeric columns: {', '.join(map(repr, bad))}")
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"{path}: columns of different lengths {sorted(lengths)}")
+    return np.stack([v.astype(np.float64) for v in columns.values()], axis=1)
+
+
+def _numeric(dtype: np.dtype) -> bool:
+    return (np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)) or (
+        dtype == np.bool_
+    )
+
+
+def _read_numpy(path: Path, key: str | None) -> np.ndarray:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as e:  # object arrays need pickle, which is refused
+        raise ValueError(f"{path}: cannot be read without pickle ({e})") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        names = list(loaded.files)
+        if key is None:
+            if len(names) != 1:
+                raise ValueError(f"{path}: holds arrays {names}; set data.key to one of them")
+            key = names[0]
+        if key not in names:
+            raise ValueError(f"{path}: no array {key!r} (data.key); it holds {names}")
+        try:
+            return loaded[key]
+        except ValueError as e:
+            raise ValueError(f"{path}: array {key!r} cannot be read without pickle ({e})") from None
+
+
+def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
+    """Read and check a data file: float64 of shape ``(n, D)`` or ``(n, C, H, W)``.
+
+    ``.npy``; ``.npz`` (the array ``key``, which may be omitted when there is only one);
+    ``.csv`` (comma-separated numbers; a first line with any non-numeric field is a header;
+    every column is data, so write tables without an index column); any suffix with a
+    registered table reader (``register_table_reader``). An ``(n, H, W)`` array becomes
+    ``(n, 1, H, W)``. Raises ``FileNotFoundError`` for a missing file and ``ValueError``,
+    naming the file, for: an unsupported suffix, non-numeric data or columns, a rank other
+    than 2, 3 or 4, an empty dimension, fewer than ``MIN_ROWS`` rows, or NaN/inf values
+    (with the number of rows that hold them).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.npy"
+        >>> np.save(p, np.zeros((5, 8, 8), dtype=np.uint8))
+        >>> read_array(p).shape
+        (5, 1, 8, 8)
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (data.path)")
+    suffix = path.suffix.lower()
+    if suffix in _NUMPY_SUFFIXES:
+        x = _read_numpy(path, key)
+    elif suffix in TABLE_READERS:
+        x = _stack_columns(path, TABLE_READERS[suffix](path))
+    elif suffix == ".csv":
+        x = _read_csv(path)
+    elif suffix == ".parquet":
+        raise ValueError(
+            f"{path}: reading .parquet needs a table reader, as mflow does not import pyarrow; "
+            f"the survey pipeline registers one, or call "
+            f"mflow.datasets.register_table_reader('.parquet', reader)"
+        )
+    else:
+        known = sorted({*_NUMPY_SUFFIXES, ".csv", *TABLE_READERS})
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; supported: {known}")
+    return _checked(path, x)
+
+
+def _checked(path: Path, x: np.ndarray) -> np.ndarray:
+    if not _numeric(x.dtype):
+        raise ValueError(f"{path}: non-numeric data (dtype {x.dtype})")
+    if x.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"{path}: array of shape {x.shape} (rank {x.ndim}); expected (n, D) vectors, or "
+            f"(n, H, W) or (n, C, H, W) images"
+        )
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{path}: array of shape {x.shape} has an empty dimension")
+    if x.shape[0] < MIN_ROWS:
+        raise ValueError(f"{path}: {x.shape[0]} rows; at least {MIN_ROWS} are needed")
+    x = x.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+    if len(bad):
+        raise ValueError(
+            f"{path}: {len(bad)} of {len(x)} rows contain NaN or inf (first: row {bad[0]}, "
+            f"counting from 0); remove or fill them"
+        )
+    return x[:, None] if x.ndim == 3 else x
+
+
+def check_enough_rows(dataset: Dataset, batch_size: int) -> None:
+    """Refuse a dataset with fewer points than one batch, naming both numbers.
+
+    The loaders do not know the batch size (``read_array`` only asks for ``MIN_ROWS``);
+    whoever does, calls this.
+
+    Example:
+        >>> check_enough_rows(Dataset("a", np.zeros((3, 2))), batch_size=4)
+        Traceback (most recent call last):
+        ...
+        ValueError: dataset 'a' has 3 points, fewer than one batch (train.batch_size = 4)
+    """
+    if dataset.n < batch_size:
+        raise ValueError(
+            f"dataset {dataset.name!r} has {dataset.n} points, fewer than one batch "
+            f"(train.batch_size = {batch_size})"
+        )
+
+
+@register("array")
+def array(spec: DataSpec) -> Dataset:
+    """The file ``spec.path`` (array ``spec.key`` of an ``.npz``), read by ``read_array``.
+
+    When the file has more rows than ``spec.n``, a subset of ``n`` rows is drawn with
+    ``spec.seed`` (kept in file order; ``factors['row']`` holds their rows); with fewer, all
+    rows are used. ``spec.standardize`` (default False: the data are used as they are)
+    subtracts the mean point and divides by the overall standard deviation (one number, so
+    the shape of the data, and its dimension, are kept). The true dimension is unknown.
+    """
+    if spec.path is None:
+        raise ValueError("data.path: the 'array' dataset needs the path of a data file")
+    x = read_array(spec.path, spec.key)
+    rows = np.arange(len(x))
+    if len(x) > spec.n:
+        rows = np.sort(np.random.default_rng(spec.seed).permutation(len(x))[: spec.n])
+        x = x[rows]
+    if spec.standardize:
+        x = x - x.mean(axis=0)
+        std = x.std()
+        if std == 0:
+            raise ValueError(f"{spec.path}: constant data cannot be standardized")
+        x = x / std
+    return Dataset("array", x, factors={"row": rows})

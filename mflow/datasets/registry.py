@@ -1,0 +1,86 @@
+"""The dataset registry and the ``Dataset`` every loader returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mflow.config import DataSpec
+
+__all__ = ["DATASETS", "Dataset", "load", "register"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Float data plus what is known about it.
+
+    ``x`` has shape ``(n, *sample_shape)``: ``(n, D)`` for vectors, ``(n, C, H, W)`` for
+    images. ``true_dim`` is the intrinsic dimension where it is known by construction.
+    ``factors`` holds per-point generating factors where they exist (e.g. the grey value of
+    the fading square, the position along a curve), for checking representations.
+    """
+
+    name: str
+    x: np.ndarray
+    true_dim: int | None = None
+    labels: np.ndarray | None = None
+    factors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.x.shape[1:])
+
+    @property
+    def ambient_dim(self) -> int:
+        return int(np.prod(self.sample_shape))
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.sample_shape) == 3
+
+
+Loader = Callable[[DataSpec], Dataset]
+DATASETS: dict[str, Loader] = {}
+
+
+def register(name: str) -> Callable[[Loader], Loader]:
+    """Decorator: make ``fn(spec) -> Dataset`` loadable as ``DataSpec(dataset=name)``."""
+
+    def wrap(fn: Loader) -> Loader:
+        if name in DATASETS:
+            raise ValueError(f"dataset {name!r} is registered twice")
+        DATASETS[name] = fn
+        return fn
+
+    return wrap
+
+
+def load(spec: DataSpec) -> Dataset:
+    """Load the dataset ``spec.dataset`` names; an unknown name lists the known ones.
+
+    Example:
+        >>> load(DataSpec(dataset="sine", n=10)).x.shape
+        (10, 2)
+    """
+    try:
+        loader = DATASETS[spec.dataset]
+    except KeyError:
+        raise ValueError(
+            f"data.dataset: unknown dataset {spec.dataset!r}; known: {', '.join(sorted(DATASETS))}"
+        ) from None
+    if spec.n < 1:
+        raise ValueError(f"data.n: must be >= 1, got {spec.n}")
+    data = loader(spec)
+    return Dataset(
+        name=data.name,
+        x=np.ascontiguousarray(data.x, dtype=np.float32),
+        true_dim=data.true_dim,
+        labels=data.labels,
+        factors=data.factors,
+    )

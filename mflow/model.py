@@ -1,0 +1,79 @@
+"""The model: a flow ``g`` and a latent prior, with the uses the paper makes of them."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mflow.config import ModelSpec, PriorSpec
+from mflow.flow import Flow, build_flow
+from mflow.objective import spread_kl_loss
+from mflow.prior import ManifoldPrior, StandardPrior
+
+__all__ = ["ManifoldFlow", "build_prior"]
+
+
+def build_prior(spec: PriorSpec, dim: int) -> ManifoldPrior | StandardPrior:
+    """The prior named by ``spec.kind``: ``manifold`` or ``standard``."""
+    kinds = {"manifold": ManifoldPrior, "standard": StandardPrior}
+    if spec.kind not in kinds:
+        raise ValueError(f"PriorSpec: unknown kind {spec.kind!r}; known: {sorted(kinds)}")
+    return kinds[spec.kind](dim, spec.sigma2)
+
+
+class ManifoldFlow(nn.Module):
+    """``x -> z = g(x)`` with prior ``N(0, A A^T)`` (or ``N(0, I)`` for the baseline).
+
+    Example:
+        >>> model = ManifoldFlow.build(ModelSpec(couplings=2), PriorSpec(), (2,))
+        >>> model.sample(3).shape, model.project(torch.randn(5, 2), 1).shape
+        (torch.Size([3, 2]), torch.Size([5, 1]))
+    """
+
+    def __init__(
+        self, flow: Flow, prior: ManifoldPrior | StandardPrior, offset: Tensor
+    ) -> None:
+        super().__init__()
+        self.flow = flow
+        self.prior = prior
+        # The prior is zero-mean; data are centred by this fixed offset (sample-shaped, set
+        # from the data before training, see ``Trainer``): a translation preserves volume.
+        self.register_buffer("offset", offset)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``z = g(x - offset)`` and ``log|det J|``."""
+        return self.flow(x - self.offset)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``x = g^{-1}(z) + offset``."""
+        return self.flow.inverse(z) + self.offset
+
+    @classmethod
+    def build(
+        cls, model: ModelSpec, prior: PriorSpec, shape: tuple[int, ...], seed: int = 0
+    ) -> ManifoldFlow:
+        """Flow for samples of ``shape`` and the prior over its flattened output."""
+        dim = 1
+        for size in shape:
+            dim *= size
+        flow = build_flow(model, tuple(shape), seed)
+        return cls(flow, build_prior(prior, dim), torch.zeros(tuple(shape)))
+
+    def loss(
+        self, x: Tensor, generator: torch.Generator | None = None, entropy_weight: float = 0.0
+    ) -> Tensor:
+        """The spread KL loss of one batch (see ``mflow.objective``)."""
+        return spread_kl_loss(self.encode, self.prior, x, generator, entropy_weight)
+
+    def spectrum(self) -> Tensor:
+        """Eigenvalues of the prior covariance ``A A^T``, descending."""
+        return self.prior.spectrum()
+
+    def project(self, x: Tensor, k: int) -> Tensor:
+        """The ``k``-dimensional representation ``g(x) E_k`` (top-``k`` eigenvectors)."""
+        z, _ = self.encode(x)
+        return z @ self.prior.eigenvectors(k).to(z.dtype)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``g^{-1}(z)``, ``z ~`` the prior (``N(0, A A^T)``: points on the learned manifold)."""
+        return self.decode(self.prior.sample(n, generator))
