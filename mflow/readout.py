@@ -5,16 +5,17 @@ descending spectrum, where ``floor`` is the noise variance the fit ends at: the 
 ``sigma2`` plus the square of the data-noise floor ``sigma_x`` (``noise_floor_variance``).
 ``RULES`` names the rules; ``estimate_dimension`` dispatches by name and raises on an unknown one.
 
-Default: ``threshold`` with factor 10, i.e. count the eigenvalues above ``10 * floor``.
+Default: ``threshold`` with factor 20, i.e. count the eigenvalues above ``20 * floor``.
 Why: along a direction the data do not use, the latents ``g(x)`` of a volume-preserving flow
 vary only by the data noise (the flow cannot squeeze it away without stretching the manifold),
-so the prior's eigenvalue there settles at about ``sigma_x**2`` (below ``floor``), while a used
-direction keeps an eigenvalue of the order of the data's variance along the manifold (about 1
-for standardised data). A factor of 10 above the floor sits between the two on a log scale with
-room on both sides, does not depend on the data's scale the way a ratio to the top eigenvalue
-does, and needs no clean gap in spectra that decay smoothly. ``gap`` (the largest drop in
-``log(lambda + floor)``, with the floor appended) is there for spectra whose used eigenvalues
-themselves sit near the floor.
+so the prior's eigenvalue there settles near ``sigma_x**2``, about the floor, while a used
+direction keeps an eigenvalue of the order of the data's variance along the manifold (0.1 to
+10 for standardised data). A factor of 20 puts the cut about a third of the way up that range
+on a log scale: unused directions that the flow has not fully straightened (seen at 2-5 times
+the floor) stay below it, and it does not depend on the data's scale the way a ratio to the
+top eigenvalue does or need the clean gap that smoothly decaying spectra lack. ``gap`` (the
+largest drop in ``log(lambda + floor)``, with the floor appended) is there for spectra whose
+used eigenvalues themselves sit near the floor.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _check(eigenvalues: Sequence[float], floor: float) -> np.ndarray:
     return np.clip(values, 0.0, None)
 
 
-def threshold_rule(eigenvalues: Sequence[float], floor: float, threshold: float = 10.0) -> int:
+def threshold_rule(eigenvalues: Sequence[float], floor: float, threshold: float = 20.0) -> int:
     """The number of eigenvalues above ``threshold * floor``.
 
     Example:
