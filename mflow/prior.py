@@ -86,11 +86,12 @@ class ManifoldPrior(_Prior):
         return a @ a.T
 
     def _log_prob(self, z: Tensor) -> Tensor:
-        eye = torch.eye(self.dim, device=z.device, dtype=z.dtype)
         # A A^T + sigma2 I is positive definite unless A holds NaN or inf; then the log-density
         # is NaN (which the fit reports as divergence) rather than an exception, and checking
         # ``info`` on the device needs no host synchronisation.
-        chol, info = torch.linalg.cholesky_ex(self.covariance() + self.sigma2 * eye)
+        spread = self.covariance()
+        spread.diagonal().add_(self.sigma2)  # in place on a fresh product: one op, no eye
+        chol, info = torch.linalg.cholesky_ex(spread)
         chol = torch.where(info > 0, torch.nan, chol)
         white = torch.linalg.solve_triangular(chol, z.T, upper=False)  # L^{-1} z^T, (D, N)
         half_logdet = torch.log(torch.diagonal(chol)).sum()
