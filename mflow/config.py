@@ -29,7 +29,7 @@ class DataSpec:
     path: str | None = None  # a user's array file (array)
     key: str | None = None  # array name inside an .npz file (array)
     latent_dim: int = 5  # true dimension of synthetic_mnist
-    standardize: bool = False  # subtract the mean and divide by the overall std (array)
+    standardize: bool = True  # array: centre, divide by the overall std (keeps the shape)
     dequantize: bool = False  # add U(0, 1/256) to pixel values (mnist)
     scale: bool = True  # pixel values to [0, 1] (mnist); False keeps grey levels 0..255
     vae_steps: int = 20000  # training steps of the VAE behind synthetic_mnist (cached on disk)

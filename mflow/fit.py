@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from mflow.config import FitSpec, TrainSpec
-from mflow.datasets import Dataset, load
+from mflow.datasets import Dataset, check_enough_rows, load
 from mflow.model import ManifoldFlow
 from mflow.readout import estimate_dimension, noise_floor_variance
 
@@ -99,6 +99,7 @@ class Trainer:
             raise ValueError("train: batch_size and log_every must be >= 1, steps >= 0")
         self.spec = spec
         self.data = data if data is not None else load(spec.data)
+        check_enough_rows(self.data, train.batch_size)
         self.device = resolve_device(train.device)
         dtype = _DTYPES[train.dtype]
         self.x = torch.as_tensor(self.data.x, device=self.device, dtype=dtype)

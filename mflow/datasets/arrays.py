@@ -228,9 +228,11 @@ def array(spec: DataSpec) -> Dataset:
 
     When the file has more rows than ``spec.n``, a subset of ``n`` rows is drawn with
     ``spec.seed`` (kept in file order; ``factors['row']`` holds their rows); with fewer, all
-    rows are used. ``spec.standardize`` (default False: the data are used as they are)
-    subtracts the mean point and divides by the overall standard deviation (one number, so
-    the shape of the data, and its dimension, are kept). The true dimension is unknown.
+    rows are used. ``spec.standardize`` (default True) subtracts the mean point and divides
+    by the overall standard deviation (one number, so the shape of the data, and its
+    dimension, are kept): the default noise schedule and readout floor are in units of a
+    data scale of about 1. Set it False for data already on that scale. The true dimension
+    is unknown.
     """
     if spec.path is None:
         raise ValueError("data.path: the 'array' dataset needs the path of a data file")

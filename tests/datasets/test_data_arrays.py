@@ -13,7 +13,8 @@ from mflow.datasets import arrays as arrays_module
 
 
 def _spec(path: Path, **kw: object) -> DataSpec:
-    return DataSpec("array", path=str(path), **kw)
+    """The file as it is (standardisation off) unless a test asks otherwise."""
+    return DataSpec("array", path=str(path), **{"standardize": False, **kw})
 
 
 def _npy(tmp_path: Path, x: np.ndarray, name: str = "x.npy") -> Path:
@@ -146,8 +147,8 @@ def test_subset_is_seeded_and_all_rows_when_fewer(tmp_path: Path) -> None:
 def test_standardize(tmp_path: Path) -> None:
     x = np.random.default_rng(0).normal(3.0, 5.0, size=(50, 4)) * [1, 2, 3, 4]
     path = _npy(tmp_path, x)
-    np.testing.assert_allclose(load(_spec(path)).x, x, rtol=1e-6)  # default: as it is
-    d = load(_spec(path, standardize=True)).x.astype(np.float64)
+    np.testing.assert_allclose(load(_spec(path)).x, x, rtol=1e-6)  # off: as it is
+    d = load(DataSpec("array", path=str(path))).x.astype(np.float64)  # the default: on
     np.testing.assert_allclose(d.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(d.std(), 1, rtol=1e-5)
     # one scale for all coordinates: the ratios of their spreads are kept

@@ -120,6 +120,7 @@ def test_float64_training():
         ("prior", {"kind": "flat"}, "unknown kind"),
         ("train", {"device": "cuda:7"}, "CUDA is not available"),
         ("data", {"dataset": "nope"}, "known: "),
+        ("data", {"n": 100}, "fewer than one batch"),
     ],
 )
 def test_bad_specs_are_named(section, change, message):
