@@ -15,15 +15,29 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from mflow.config import FitSpec, TrainSpec
 from mflow.datasets import Dataset, check_enough_rows, load
 from mflow.model import ManifoldFlow
 from mflow.readout import estimate_dimension, noise_floor_variance
 
-__all__ = ["CurvePoint", "FitResult", "Trainer", "fit", "noise_std", "resolve_device"]
+__all__ = [
+    "DTYPES",
+    "CurvePoint",
+    "FitResult",
+    "Trainer",
+    "build_model",
+    "check_train",
+    "fit",
+    "make_optimizer",
+    "make_result",
+    "noise_std",
+    "read_dimension",
+    "resolve_device",
+]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,96 @@ def noise_std(train: TrainSpec, step: int) -> float:
     return max(train.noise_floor, decayed)
 
 
+def check_train(train: TrainSpec) -> None:
+    """Refuse training settings that cannot run, naming the field."""
+    if train.dtype not in DTYPES:
+        raise ValueError(f"train.dtype: unknown {train.dtype!r}; known: {sorted(DTYPES)}")
+    if train.prior_init not in ("identity", "data"):
+        raise ValueError(
+            f"train.prior_init: unknown {train.prior_init!r}; known: 'data', 'identity'"
+        )
+    if train.batch_size < 1 or train.steps < 0 or train.log_every < 1:
+        raise ValueError("train: batch_size and log_every must be >= 1, steps >= 0")
+
+
+@torch.no_grad()
+def build_model(
+    spec: FitSpec, x: Tensor, sample_shape: tuple[int, ...]
+) -> ManifoldFlow:
+    """The model of ``spec`` on ``x``'s device and dtype, initialised from the data ``x``.
+
+    The data are centred by the model's fixed offset. With ``prior_init='data'``, ``A A^T``
+    starts at the covariance of ``g(x)`` (plus the initial data noise): the prior's
+    maximum-likelihood value for the flow's starting point. With ``A = I`` the prior first
+    asks the flow to stretch the data's thin directions to unit variance and squeeze the long
+    ones, which folds the manifold before ``A`` has caught up.
+    """
+    model = ManifoldFlow.build(spec.model, spec.prior, sample_shape, seed=spec.train.seed)
+    model = model.to(x.device, x.dtype)
+    model.offset.copy_(x.mean(dim=0))
+    if spec.train.prior_init == "data" and hasattr(model.prior, "fit_covariance"):
+        z, _ = model.encode(x)
+        cov = torch.cov(z.T).reshape(z.shape[1], z.shape[1])
+        cov.diagonal().add_(noise_std(spec.train, 0) ** 2)
+        model.prior.fit_covariance(cov)
+    return model
+
+
+def make_optimizer(
+    flow_params: list[Tensor], prior_params: list[Tensor], train: TrainSpec
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
+    """Adam with the flow's and the prior's own learning rates and weight decays, and the
+    step schedule that multiplies both rates by ``lr_decay`` every ``lr_decay_every`` steps."""
+    groups = [
+        {"params": flow_params, "weight_decay": train.weight_decay},
+        {"params": prior_params, "weight_decay": train.weight_decay_prior, "lr": train.lr_prior},
+    ]
+    optimizer = torch.optim.Adam([g for g in groups if g["params"]], lr=train.lr, foreach=True)
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=train.lr_decay_every, gamma=train.lr_decay
+    )
+    return optimizer, scheduler
+
+
+def read_dimension(spec: FitSpec, eigenvalues: tuple[float, ...]) -> int:
+    """The dimension that ``spec.readout`` reads from a spectrum (-1 if it is not finite)."""
+    if not all(math.isfinite(v) for v in eigenvalues):
+        return -1
+    readout = spec.readout
+    params = {"threshold": readout.threshold} if readout.rule == "threshold" else {}
+    floor = noise_floor_variance(spec.prior.sigma2, spec.train.noise_floor)
+    return estimate_dimension(eigenvalues, floor, readout.rule, **params)
+
+
+def make_result(
+    spec: FitSpec,
+    data: Dataset,
+    steps: int,
+    eigenvalues: tuple[float, ...],
+    curve: list[CurvePoint],
+    wall_s: float,
+    device: torch.device,
+    diverged_step: int | None,
+) -> FitResult:
+    """Assemble a ``FitResult``; a diverged fit has no estimate."""
+    diverged = diverged_step is not None
+    return FitResult(
+        status="diverged" if diverged else "ok",
+        error=f"loss became NaN or inf at step {diverged_step}" if diverged else None,
+        steps=steps,
+        id_estimate=None if diverged else read_dimension(spec, eigenvalues),
+        id_rule=spec.readout.rule,
+        eigenvalues=eigenvalues,
+        curve=tuple(curve),
+        n=data.n,
+        ambient_dim=data.ambient_dim,
+        true_dim=data.true_dim,
+        wall_s=wall_s,
+        device=str(device),
+        diverged_step=diverged_step,
+    )
+
+
 class Trainer:
     """A fit in progress. ``run`` trains to ``spec.train.steps`` and returns a ``FitResult``.
 
@@ -93,33 +197,16 @@ class Trainer:
 
     def __init__(self, spec: FitSpec, data: Dataset | None = None) -> None:
         train = spec.train
-        if train.dtype not in _DTYPES:
-            raise ValueError(f"train.dtype: unknown {train.dtype!r}; known: {sorted(_DTYPES)}")
-        if train.batch_size < 1 or train.steps < 0 or train.log_every < 1:
-            raise ValueError("train: batch_size and log_every must be >= 1, steps >= 0")
+        check_train(train)
         self.spec = spec
         self.data = data if data is not None else load(spec.data)
         check_enough_rows(self.data, train.batch_size)
         self.device = resolve_device(train.device)
-        dtype = _DTYPES[train.dtype]
+        dtype = DTYPES[train.dtype]
         self.x = torch.as_tensor(self.data.x, device=self.device, dtype=dtype)
-        self.model = ManifoldFlow.build(
-            spec.model, spec.prior, self.data.sample_shape, seed=train.seed
-        ).to(self.device, dtype)
-        self._initialise_from_data()
-        groups = [
-            {"params": list(self.model.flow.parameters()), "weight_decay": train.weight_decay},
-            {
-                "params": list(self.model.prior.parameters()),
-                "weight_decay": train.weight_decay_prior,
-                "lr": train.lr_prior,
-            },
-        ]
-        self.optimizer = torch.optim.Adam(
-            [g for g in groups if g["params"]], lr=train.lr, foreach=True
-        )
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=train.lr_decay_every, gamma=train.lr_decay
+        self.model = build_model(spec, self.x, self.data.sample_shape)
+        self.optimizer, self.scheduler = make_optimizer(
+            list(self.model.flow.parameters()), list(self.model.prior.parameters()), train
         )
         self.generator = torch.Generator(device=self.device).manual_seed(train.seed)
         self.step = 0
@@ -129,27 +216,6 @@ class Trainer:
         # Accumulated on the device, read only at logging steps: no host sync per step.
         self._loss_sum = torch.zeros((), device=self.device, dtype=dtype)
         self._first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
-
-    @torch.no_grad()
-    def _initialise_from_data(self) -> None:
-        """Centre the data; with ``prior_init='data'``, start ``A A^T`` at the data covariance.
-
-        With ``A = I`` the prior first asks the flow to stretch the thin directions of the
-        data to unit variance and squeeze the long ones, which folds the manifold before
-        ``A`` has caught up; starting ``A`` at the prior's maximum-likelihood value for the
-        identity flow (the flow's starting point) removes that push.
-        """
-        init = self.spec.train.prior_init
-        if init not in ("identity", "data"):
-            raise ValueError(f"train.prior_init: unknown {init!r}; known: 'data', 'identity'")
-        self.model.offset.copy_(self.x.mean(dim=0))
-        if init == "identity" or not hasattr(self.model.prior, "fit_covariance"):
-            return
-        z, _ = self.model.encode(self.x)
-        noise = noise_std(self.spec.train, 0) ** 2
-        cov = torch.cov(z.T).reshape(z.shape[1], z.shape[1])
-        eye = torch.eye(z.shape[1], device=z.device, dtype=z.dtype)
-        self.model.prior.fit_covariance(cov + noise * eye)
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -182,26 +248,17 @@ class Trainer:
         if first_bad >= 0:
             self.diverged_step = first_bad
         eigenvalues = tuple(float(v) for v in self.model.spectrum().cpu())
-        finite = all(math.isfinite(v) for v in eigenvalues)
-        readout = self.spec.readout
         point = CurvePoint(
             step=self.step,
             loss=float(self._loss_sum) / max(1, self.step - since),
             noise_std=noise_std(self.spec.train, max(0, self.step - 1)),
             lr=self.optimizer.param_groups[0]["lr"],
-            estimate=self._estimate(eigenvalues) if finite else -1,
+            estimate=read_dimension(self.spec, eigenvalues),
             eigenvalues=eigenvalues,
         )
         self._loss_sum = torch.zeros_like(self._loss_sum)
         self.curve.append(point)
-        del readout
         return point
-
-    def _estimate(self, eigenvalues: tuple[float, ...]) -> int:
-        readout = self.spec.readout
-        params = {"threshold": readout.threshold} if readout.rule == "threshold" else {}
-        floor = noise_floor_variance(self.spec.prior.sigma2, self.spec.train.noise_floor)
-        return estimate_dimension(eigenvalues, floor, readout.rule, **params)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -232,27 +289,9 @@ class Trainer:
     def result(self) -> FitResult:
         """The fit's outcome as it stands."""
         eigenvalues = tuple(float(v) for v in self.model.spectrum().cpu())
-        readout = self.spec.readout
-        status, error, estimate = "ok", None, None
-        if self.diverged_step is not None:
-            status = "diverged"
-            error = f"loss became NaN or inf at step {self.diverged_step}"
-        else:
-            estimate = self._estimate(eigenvalues)
-        return FitResult(
-            status=status,
-            error=error,
-            steps=self.step,
-            id_estimate=estimate,
-            id_rule=readout.rule,
-            eigenvalues=eigenvalues,
-            curve=tuple(self.curve),
-            n=self.data.n,
-            ambient_dim=self.data.ambient_dim,
-            true_dim=self.data.true_dim,
-            wall_s=self.wall_s,
-            device=str(self.device),
-            diverged_step=self.diverged_step,
+        return make_result(
+            self.spec, self.data, self.step, eigenvalues, self.curve, self.wall_s,
+            self.device, self.diverged_step,
         )
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -311,7 +350,7 @@ def fit(
 
     Example:
         >>> from mflow.config import DataSpec
-        >>> spec = FitSpec(data=DataSpec("line", n=200)).replace(train={"steps": 20})
+        >>> spec = FitSpec(data=DataSpec("line", n=300)).replace(train={"steps": 20})
         >>> fit(spec).status
         'ok'
     """

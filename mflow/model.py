@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from mflow.config import ModelSpec, PriorSpec
 from mflow.flow import Flow, build_flow
-from mflow.objective import spread_kl_loss
+from mflow.objective import spread_kl_loss, spread_noise
 from mflow.prior import ManifoldPrior, StandardPrior
 
 __all__ = ["ManifoldFlow", "build_prior"]
@@ -59,11 +59,19 @@ class ManifoldFlow(nn.Module):
         flow = build_flow(model, tuple(shape), seed)
         return cls(flow, build_prior(prior, dim), torch.zeros(tuple(shape)))
 
+    def forward(self, x: Tensor, eps: Tensor, entropy_weight: float = 0.0) -> Tensor:
+        """The spread KL loss of batch ``x`` with spread noise ``eps`` (see ``mflow.objective``).
+
+        Deterministic given its inputs, so ``torch.func`` can vectorise it over packed fits.
+        """
+        return spread_kl_loss(self.encode, self.prior, x, eps, entropy_weight)
+
     def loss(
         self, x: Tensor, generator: torch.Generator | None = None, entropy_weight: float = 0.0
     ) -> Tensor:
-        """The spread KL loss of one batch (see ``mflow.objective``)."""
-        return spread_kl_loss(self.encode, self.prior, x, generator, entropy_weight)
+        """The spread KL loss of batch ``x``, drawing fresh spread noise from ``generator``."""
+        eps = spread_noise((x.shape[0], self.prior.dim), x, self.prior.sigma2, generator)
+        return self(x, eps, entropy_weight)
 
     def spectrum(self) -> Tensor:
         """Eigenvalues of the prior covariance ``A A^T``, descending."""

@@ -25,9 +25,11 @@ from torch import Tensor
 __all__ = ["negentropy_estimate", "spread_kl_loss", "spread_noise"]
 
 
-def spread_noise(z: Tensor, sigma2: float, generator: torch.Generator | None = None) -> Tensor:
-    """``eps ~ N(0, sigma2 I)`` shaped, placed and typed like ``z``."""
-    noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+def spread_noise(
+    shape: tuple[int, ...], like: Tensor, sigma2: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """``eps ~ N(0, sigma2 I)`` of ``shape``, on the device and of the dtype of ``like``."""
+    noise = torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
     return math.sqrt(sigma2) * noise
 
 
@@ -49,15 +51,17 @@ def spread_kl_loss(
     flow: Callable[[Tensor], tuple[Tensor, Tensor]],
     prior,
     x: Tensor,
-    generator: torch.Generator | None = None,
+    eps: Tensor,
     entropy_weight: float = 0.0,
 ) -> Tensor:
-    """The scalar loss above for one batch ``x``.
+    """The scalar loss above for one batch ``x`` and its spread noise ``eps``.
 
-    ``flow(x) -> (z, logdet)``; ``prior`` has ``log_prob`` and ``sigma2`` (the spread).
+    ``flow(x) -> (z, logdet)``; ``prior`` has ``log_prob`` and ``sigma2``; ``eps`` has the
+    shape of ``z`` (draw it with ``spread_noise``). Taking the noise as an argument keeps
+    this function free of random state, so it can be vectorised over packed fits.
     """
     z, logdet = flow(x)
-    z_spread = z + spread_noise(z, prior.sigma2, generator)
+    z_spread = z + eps
     loss = -(prior.log_prob(z_spread) + logdet).mean()
     if entropy_weight:
         loss = loss + entropy_weight * negentropy_estimate(z_spread, z, prior.sigma2)
