@@ -1,0 +1,308 @@
+"""The ``survey`` command: run, validate and inspect intrinsic-dimension surveys.
+
+    survey run JOB.yaml [--out DIR] [--tracking-uri URI] [--address ADDR] [--set key.path=value]
+    survey validate JOB.yaml [--set key.path=value] [--fits]
+    survey status NAME|JOB.yaml [--out DIR] [--set key.path=value]
+
+Defaults: results under ``$MFLOW_RESULTS`` or ``./results``; MLflow at ``$MLFLOW_TRACKING_URI``
+or ``sqlite:///mlflow.db`` (in the working directory); a local Ray sized to this machine unless
+``--address`` names a cluster. Bad input prints one line and exits with code 2; a survey with
+failed fits exits 1; an interrupted one 130 (run the same command again to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from pipelines.spec import Fit, Job, JobError, count, load_job, plan
+from pipelines.survey import Reporter
+
+__all__ = ["main"]
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED_FITS = 1
+EXIT_INTERRUPTED = 130
+
+
+def _default_out() -> str:
+    return os.environ.get("MFLOW_RESULTS") or "results"
+
+
+def _default_tracking() -> str:
+    from pipelines.tracking import DEFAULT_TRACKING_URI
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="survey", description="Intrinsic-dimension surveys with manifold flows on Ray."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_set(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+            help="override a field of the job file (value parsed as YAML); repeatable",
+        )
+
+    run = commands.add_parser("run", help="run a survey's fits that are not done yet")
+    run.add_argument("job", metavar="JOB.yaml")
+    run.add_argument("--out", default=None, help="results folder or URI (default: "
+                     "$MFLOW_RESULTS or ./results)")
+    run.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: "
+                     "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    run.add_argument("--address", default=None, help="join this Ray cluster (default: start "
+                     "a local Ray)")
+    run.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
+                     help="skip fits stored as failed or diverged (default: run them again)")
+    with_set(run)
+
+    validate = commands.add_parser("validate", help="check a job file and count its fits")
+    validate.add_argument("job", metavar="JOB.yaml")
+    validate.add_argument("--fits", action="store_true", help="list every fit id")
+    with_set(validate)
+
+    status = commands.add_parser("status", help="count a survey's fits by status")
+    status.add_argument("target", metavar="NAME|JOB.yaml")
+    status.add_argument("--out", default=None, help="results folder or URI")
+    with_set(status)
+    return parser
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _values(labels: Sequence[Any], limit: int = 12) -> str:
+    shown = ", ".join(_fmt(v) if not isinstance(v, list) else str(v) for v in labels[:limit])
+    return shown + (f", ... ({len(labels) - limit} more)" if len(labels) > limit else "")
+
+
+def _describe(job: Job, console: Console) -> None:
+    n = count(job)
+    console.print(f"[bold]{job.name}[/bold]: {n} fit{'s' if n != 1 else ''}")
+    for axis in job.axes:
+        console.print(f"  {axis.name} ({len(axis.labels)}): {_values(axis.labels)}")
+    r = job.resources
+    console.print(
+        f"  resources: cpu {_fmt(r.cpu)}, gpu {_fmt(r.gpu)}, pack {r.pack}, retries "
+        f"{r.retries}, max_concurrent {r.max_concurrent or 'cluster size'}"
+    )
+
+
+def _summary_table(title: str, frame) -> Table:
+    table = Table(title=title, title_justify="left")
+    variant = any(frame["variant"]) if len(frame) else False
+    headers = ["dataset", "subset", "class", "noise floor"] + (["variant"] if variant else [])
+    headers += ["true", "estimates (by seed)", "median"]
+    for header in headers:
+        table.add_column(header, justify="right" if header not in ("dataset", "variant") else
+                         "left")
+    for row in frame.to_dict("records"):
+        cells = [row["dataset"], _fmt(row["subset"]), _fmt(row["class"]), _fmt(row["noise_floor"])]
+        cells += [row["variant"]] if variant else []
+        cells += [_fmt(row["true_dim"]), row["estimates"], _fmt(row["median"])]
+        table.add_row(*cells)
+    return table
+
+
+class _ProgressReporter(Reporter):
+    """Draws the progress bar over the fits of a survey run (done, running, failed, ETA)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.running: set[str] = set()
+        self.failed = 0
+        self.diverged = 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("running {task.fields[running]}"),
+            TextColumn("failed {task.fields[failed]}"),
+            TextColumn("diverged {task.fields[diverged]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = None
+
+    def planned(self, total: int, pending: int) -> None:
+        done = total - pending
+        self.console.print(f"{total} fits: {done} done before, {pending} to run")
+        if pending:
+            self.progress.start()
+            self.task = self.progress.add_task(
+                "fits", total=pending, running=0, failed=0, diverged=0
+            )
+
+    def _update(self, advance: int = 0) -> None:
+        if self.task is not None:
+            self.progress.update(
+                self.task, advance=advance, running=len(self.running), failed=self.failed,
+                diverged=self.diverged,
+            )
+
+    def started(self, fit: Fit) -> None:
+        self.running.add(fit.fit_id)
+        self._update()
+
+    def retrying(self, fit: Fit, error: str, attempt: int) -> None:
+        self.running.discard(fit.fit_id)
+        self.console.print(f"[yellow]{fit.fit_id}[/yellow] failed (try {attempt}): {error}; "
+                           "restarting from its last checkpoint")
+        self._update()
+
+    def ended(self, fit: Fit, status: str, estimate: int | None, error: str | None) -> None:
+        self.running.discard(fit.fit_id)
+        if status == "failed":
+            self.failed += 1
+        elif status == "diverged":
+            self.diverged += 1
+        if status != "ok":
+            self.console.print(f"[red]{fit.fit_id}[/red] {status}: {error}")
+        self._update(advance=1)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}")
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    job = load_job(args.job, args.overrides)
+    fits = plan(job)
+    _describe(job, console)
+    if args.fits:
+        for fit in fits:
+            axes = " ".join(f"{k}={_fmt(v)}" for k, v in fit.axes.items())
+            console.print(f"  {fit.fit_id}  {axes}", highlight=False)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.store import Store
+    from pipelines.survey import run_survey, summary
+    from pipelines.tracking import describe
+
+    job = load_job(args.job, args.overrides)
+    fits = plan(job)
+    out = args.out or _default_out()
+    tracking = args.tracking_uri or _default_tracking()
+    store = Store(out, job.name)
+    console.print(f"[bold]{job.name}[/bold]: results in {store.root}, MLflow at {tracking}",
+                  highlight=False)
+    reporter = _ProgressReporter(console)
+    try:
+        outcome = run_survey(
+            job, out, tracking, address=args.address, retry_failed=args.retry_failed,
+            reporter=reporter,
+        )
+    finally:
+        reporter.stop()
+    frame = summary(store.read_fits(), [fit.fit_id for fit in fits])
+    if len(frame):
+        console.print(_summary_table(f"{job.name}: estimated dimension", frame))
+    counts = _counts_line(store, fits)
+    console.print(f"{job.name}: {counts}", highlight=False)
+    console.print(f"fits table: pandas.read_parquet({store.fits_dir!r}); MLflow: "
+                  f"{describe(tracking)}", highlight=False, soft_wrap=True)
+    if outcome.interrupted:
+        console.print(f"[yellow]interrupted[/yellow]: {outcome.missing} fits not done; run the "
+                      "same command again to resume")
+        return EXIT_INTERRUPTED
+    statuses = store.statuses()
+    if any(statuses.get(fit.fit_id) == "failed" for fit in fits):
+        return EXIT_FAILED_FITS
+    return 0
+
+
+def _counts_line(store, fits: Sequence[Fit] | None) -> str:
+    from pipelines.survey import status_counts
+
+    counts = status_counts(store, fits)
+    order = ["ok", "diverged", "failed", "pending"]
+    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
+    parts += [f"{v} {k}" for k, v in sorted(counts.items()) if k not in order]
+    total = sum(counts.values())
+    return f"{total} fits" + (": " + ", ".join(parts) if parts else "")
+
+
+def _is_job_file(target: str) -> bool:
+    return target.endswith((".yaml", ".yml")) or Path(target).is_file()
+
+
+def _cmd_status(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.store import Store
+
+    out = args.out or _default_out()
+    if _is_job_file(args.target):
+        job = load_job(args.target, args.overrides)
+        fits = plan(job)
+        store = Store(out, job.name)
+        console.print(f"{job.name}: {_counts_line(store, fits)}", highlight=False)
+        return 0
+    if args.overrides:
+        raise JobError("--set: needs a job file, not a survey name")
+    store = Store(out, args.target)
+    if not store.exists():
+        raise JobError(f"{args.target}: no survey of that name under {out}")
+    console.print(f"{args.target}: {_counts_line(store, None)}", highlight=False)
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "status": _cmd_status}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``survey`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        return _COMMANDS[args.command](args, console)
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConnectionError as exc:
+        print(f"error: Ray: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

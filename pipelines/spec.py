@@ -1,0 +1,555 @@
+"""Survey specs: load a job file, validate it strictly, and expand its grid into fits.
+
+A job file (YAML) has the top-level keys ``name``, ``description`` (optional), ``data``,
+``grid``, ``model``, ``prior``, ``train``, ``readout`` and ``resources``. The five config
+blocks map one to one onto the sections of ``mflow.config.FitSpec``: their keys are the
+fields of those dataclasses, checked with strict types (a float field also takes a string
+such as ``1e-3``, which YAML 1.1 reads as a string). ``grid`` maps axis names to lists of
+values; the product of the axes is the set of fits. An axis is named
+
+- by a short name: ``class`` (``data.classes = (c,)``), ``noise_floor`` (``train.noise_floor``),
+  ``seed`` (both ``train.seed`` and ``data.seed``), ``n`` (``data.n``), ``dataset``
+  (``data.dataset``);
+- by a dotted path to any field: ``train.lr``, ``data.path``, ``model.volume_preserving``;
+- by any other name, when its values are mappings of dotted paths (or short names) to values:
+  a *zipped* axis, whose every value sets several fields together, e.g. ::
+
+      variant:
+        - {label: manifold, prior.kind: manifold, model.volume_preserving: true}
+        - {label: baseline, prior.kind: standard, model.volume_preserving: false}
+
+  (``label`` is optional and names the value in tables.)
+
+Every error is a ``JobError`` whose message names the dotted path of the bad key or value.
+Expansion (``expand``) is a pure generator; ``plan`` lists it and refuses duplicates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import math
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
+
+from mflow.config import FitSpec
+from mflow.datasets import DATASETS
+from mflow.fit import check_train
+from mflow.readout import RULES
+
+__all__ = [
+    "SECTIONS",
+    "SHORT_AXES",
+    "Axis",
+    "Fit",
+    "Job",
+    "JobError",
+    "Resources",
+    "apply_overrides",
+    "count",
+    "expand",
+    "fit_id",
+    "load_job",
+    "parse_job",
+    "plan",
+]
+
+SECTIONS = ("data", "model", "prior", "train", "readout")
+
+# Short axis names and the fields each sets.
+SHORT_AXES: dict[str, tuple[str, ...]] = {
+    "class": ("data.classes",),
+    "dataset": ("data.dataset",),
+    "n": ("data.n",),
+    "noise_floor": ("train.noise_floor",),
+    "seed": ("train.seed", "data.seed"),
+}
+
+# String fields with a closed set of values, checked here so that a typo fails before any fit
+# starts. Keep in step with mflow (model kinds: mflow/flow.py, prior kinds: mflow/model.py);
+# the training block is also checked by mflow's own ``check_train`` (see ``plan``).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.split": ("test", "train"),
+    "model.kind": ("conv", "mlp"),
+    "prior.kind": ("manifold", "standard"),
+    "readout.rule": tuple(sorted(RULES)),
+}
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_LABEL = "label"
+
+
+class JobError(ValueError):
+    """A job file, an override or a grid that cannot be run; the message names the culprit."""
+
+
+# -- field types ---------------------------------------------------------------------------
+
+
+def _lax_float(value: Any) -> Any:
+    """Let a string such as ``'1e-3'`` (YAML 1.1 reads it as a string) through as a float."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _as_tuple(value: Any) -> Any:
+    """A list becomes a tuple; a single integer becomes a 1-tuple."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    return value
+
+
+LaxFloat = Annotated[StrictFloat, BeforeValidator(_lax_float)]
+
+
+def _annotation(tp: Any) -> Any:
+    """The strict pydantic type for a dataclass field's type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"unsupported field type {tp}")
+        return _annotation(args[0]) | None
+    if origin is tuple:
+        item = typing.get_args(tp)[0]
+        return Annotated[tuple[_annotation(item), ...], BeforeValidator(_as_tuple)]
+    simple = {bool: StrictBool, int: StrictInt, float: LaxFloat, str: StrictStr}
+    if tp in simple:
+        return simple[tp]
+    raise TypeError(f"unsupported field type {tp}")
+
+
+def _section_classes() -> dict[str, type]:
+    return {f.name: f.default_factory for f in dataclasses.fields(FitSpec)}
+
+
+def _field_types() -> dict[str, Any]:
+    """``{'train.lr': <pydantic type>, ...}`` for every field of every section."""
+    out = {}
+    for section, cls in _section_classes().items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            out[f"{section}.{f.name}"] = _annotation(hints[f.name])
+    return out
+
+
+FIELD_TYPES = _field_types()
+_ADAPTERS = {path: TypeAdapter(tp) for path, tp in FIELD_TYPES.items()}
+
+
+def _section_model(section: str) -> type[BaseModel]:
+    fields = {
+        path.split(".", 1)[1]: (tp, None)
+        for path, tp in FIELD_TYPES.items()
+        if path.startswith(section + ".")
+    }
+    return create_model(
+        f"{section.title()}Block", __config__=ConfigDict(extra="forbid"), **fields
+    )
+
+
+class Resources(BaseModel):
+    """What one trial asks of the cluster, and how often a failed trial is retried."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpu: LaxFloat = Field(1.0, gt=0)  # CPUs per trial
+    gpu: LaxFloat = Field(0.0, ge=0)  # GPUs per trial; fractions share a GPU
+    pack: StrictInt = Field(1, ge=1)  # fits per trial (packing arrives with a later issue)
+    max_concurrent: StrictInt | None = Field(None, ge=1)  # trials at once; None: cluster size
+    retries: StrictInt = Field(2, ge=0)  # restarts of a failed trial (Tune's max_failures)
+    checkpoint_every_s: LaxFloat = Field(30.0, ge=0)  # min seconds between checkpoints; 0: all
+
+
+_BLOCKS = {section: _section_model(section) for section in SECTIONS}
+_TOP = create_model(
+    "JobFile",
+    __config__=ConfigDict(extra="forbid"),
+    name=(StrictStr, ...),
+    description=(StrictStr | None, None),
+    grid=(dict[StrictStr, Any] | None, None),
+    resources=(Resources | None, None),
+    **{section: (model | None, None) for section, model in _BLOCKS.items()},
+)
+
+
+# -- error messages ------------------------------------------------------------------------
+
+
+def _dotted(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and not any(c in part for c in "[]()"):
+            out += f".{part}" if out else part
+    return out
+
+
+_EXPECTED = (
+    ("int", "an integer"),
+    ("float", "a number"),
+    ("bool", "true or false"),
+    ("string", "a string"),
+    ("tuple", "a list"),
+    ("list", "a list"),
+    ("dict", "a mapping"),
+    ("model", "a mapping"),
+)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}
+    if kind in bounds:
+        limit = next(iter(error.get("ctx", {}).values()), "?")
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)
+        return f"must be {bounds[kind]} {limit}, got {error['input']!r}"
+    if kind.endswith(("_type", "_parsing")):
+        for prefix, what in _EXPECTED:
+            if kind.startswith(prefix):
+                return f"expected {what}, got {error['input']!r}"
+    return error["msg"]
+
+
+def _from_validation(exc: ValidationError, prefix: str = "") -> JobError:
+    lines = []
+    for error in exc.errors():
+        path = _dotted(error["loc"])
+        if prefix and path and not path.startswith("["):
+            path = f"{prefix}.{path}"
+        elif prefix:
+            path = prefix + path
+        lines.append(f"{path or '(job)'}: {_message(error)}")
+    return JobError("; ".join(lines))
+
+
+# -- the job -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One grid axis: its name and, per value, a label and the fields that value sets."""
+
+    name: str
+    labels: tuple[Any, ...]
+    assignments: tuple[dict[str, Any], ...]  # per value: {'train.seed': 0, 'data.seed': 0}
+
+    @property
+    def targets(self) -> frozenset[str]:
+        return frozenset(path for a in self.assignments for path in a)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated job: the base config, the grid axes and the resources.
+
+    ``base`` holds only the fields the job sets (``{'train': {'steps': 500}}``); the rest
+    are ``FitSpec``'s defaults. ``raw`` is the job as read, overrides applied.
+    """
+
+    name: str
+    description: str | None
+    base: dict[str, dict[str, Any]]
+    axes: tuple[Axis, ...]
+    resources: Resources
+    raw: dict[str, Any]
+    source: str | None = None
+
+    @property
+    def axis_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One fit of a survey: its id, its resolved config and where it sits in the grid."""
+
+    fit_id: str
+    spec: FitSpec
+    axes: dict[str, Any]  # axis name -> label of this fit's value
+
+
+def fit_id(spec: FitSpec) -> str:
+    """A stable, filename-safe id: the dataset name and a hash of the canonical config.
+
+    Example:
+        >>> fit_id(FitSpec()) == fit_id(FitSpec.from_dict(FitSpec().to_dict()))
+        True
+        >>> fit_id(FitSpec()).startswith("sine-")
+        True
+    """
+    digest = hashlib.sha256(spec.to_json().encode()).hexdigest()[:10]
+    return f"{spec.data.dataset}-{digest}"
+
+
+def _check_value(path: str, value: Any, where: str) -> Any:
+    try:
+        value = _ADAPTERS[path].validate_python(value)
+    except ValidationError as exc:
+        raise _from_validation(exc, where) from None
+    choices = CHOICES.get(path)
+    if choices is not None and value not in choices:
+        raise JobError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+    if path == "data.dataset" and value not in DATASETS:
+        raise JobError(
+            f"{where}: unknown dataset {value!r}; known: {', '.join(sorted(DATASETS))}"
+        )
+    return value
+
+
+def _paths_of(key: str, where: str) -> tuple[str, ...]:
+    if key in SHORT_AXES:
+        return SHORT_AXES[key]
+    if key in FIELD_TYPES:
+        return (key,)
+    raise JobError(f"{where}: unknown field {key!r}")
+
+
+def _parse_axis(name: str, values: Any) -> Axis:
+    where = f"grid.{name}"
+    if not isinstance(values, list):
+        raise JobError(f"{where}: expected a list of values, got {values!r}")
+    if not values:
+        raise JobError(f"{where}: empty axis (no value, so no fit)")
+    if name in SHORT_AXES or name in FIELD_TYPES:
+        paths = _paths_of(name, where)
+        labels, assignments = [], []
+        for i, value in enumerate(values):
+            checked = _check_value(paths[0], value, f"{where}[{i}]")
+            labels.append(list(value) if isinstance(value, list) else value)
+            assignments.append({p: checked for p in paths})
+        return Axis(name, tuple(labels), tuple(assignments))
+    if "." in name:
+        raise JobError(f"{where}: unknown field {name!r}")
+    labels, assignments = [], []
+    for i, value in enumerate(values):
+        if not isinstance(value, dict) or not value:
+            raise JobError(
+                f"{where}[{i}]: {name!r} is not a field, so its values must be mappings of "
+                f"dotted paths to values (a zipped axis), got {value!r}"
+            )
+        assignment: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == _LABEL:
+                continue
+            key_where = f"{where}[{i}].{key}"
+            for path in _paths_of(str(key), key_where):
+                if path in assignment:
+                    raise JobError(f"{key_where}: {path} is set twice")
+                assignment[path] = _check_value(path, item, key_where)
+        if not assignment:
+            raise JobError(f"{where}[{i}]: sets no field")
+        label = value.get(_LABEL)
+        if label is None:
+            label = " ".join(f"{k}={v}" for k, v in value.items())
+        labels.append(label)
+        assignments.append(assignment)
+    if len(set(map(str, labels))) != len(labels):
+        raise JobError(f"{where}: two values have the same label")
+    return Axis(name, tuple(labels), tuple(assignments))
+
+
+def _parse_grid(grid: Mapping[str, Any]) -> tuple[Axis, ...]:
+    axes = tuple(_parse_axis(str(name), values) for name, values in grid.items())
+    owner: dict[str, str] = {}
+    for axis in axes:
+        for path in sorted(axis.targets):
+            if path in owner:
+                raise JobError(
+                    f"grid.{axis.name}: {path} is already set by grid axis {owner[path]!r}"
+                )
+            owner[path] = axis.name
+    return axes
+
+
+def _set_path(raw: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    if parts[0] == "grid" and len(parts) > 1:
+        parts = ["grid", ".".join(parts[1:])]
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise JobError(f"--set {path}: {'.'.join(parts[: i + 1])} is not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with ``key.path=value`` overrides set (values parsed as YAML).
+
+    ``grid.<axis>=[...]`` replaces a grid axis (its name may itself be dotted).
+
+    Example:
+        >>> apply_overrides({"train": {"steps": 5}}, ["train.steps=7", "train.lr=1e-3"])
+        {'train': {'steps': 7, 'lr': '1e-3'}}
+    """
+    out = _deep_copy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise JobError(f"--set: expected key.path=value, got {item!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise JobError(f"--set {key}: cannot parse {text!r} ({exc})") from None
+        _set_path(out, key, value)
+    return out
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def parse_job(
+    raw: Any, overrides: Sequence[str] = (), source: str | None = None
+) -> Job:
+    """Validate a job (as loaded from YAML) with ``--set`` overrides applied."""
+    if not isinstance(raw, dict):
+        raise JobError(f"{source or 'job'}: expected a mapping at the top, got {raw!r}")
+    raw = apply_overrides(raw, overrides)
+    try:
+        top = _TOP.model_validate(raw)
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
+    if not _NAME.match(top.name):
+        raise JobError(
+            f"name: {top.name!r} must be filename-safe (letters, digits, '_', '-', '.')"
+        )
+    base: dict[str, dict[str, Any]] = {}
+    for section in SECTIONS:
+        block = getattr(top, section)
+        values = block.model_dump(exclude_unset=True) if block is not None else {}
+        for key, value in values.items():
+            _check_value(f"{section}.{key}", value, f"{section}.{key}")
+        base[section] = values
+    axes = _parse_grid(top.grid or {})
+    gridded = {path: axis.name for axis in axes for path in axis.targets}
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key in gridded:
+            raise JobError(
+                f"--set {key}: no effect, grid axis {gridded[key]!r} sets it; "
+                f"override grid.{gridded[key]} instead"
+            )
+    if "data.dataset" not in gridded and "dataset" not in base["data"]:
+        raise JobError("data.dataset: required (or a grid axis 'dataset')")
+    resources = top.resources or Resources()
+    if resources.gpu > 1:
+        raise JobError(
+            f"resources.gpu: {resources.gpu:g} asked for; data-parallel fits over several GPUs "
+            "are not supported yet, use gpu <= 1"
+        )
+    if resources.pack != 1:
+        raise JobError("resources.pack: packing several fits per trial is not supported yet; use 1")
+    return Job(
+        name=top.name,
+        description=top.description,
+        base=base,
+        axes=axes,
+        resources=resources,
+        raw=raw,
+        source=source,
+    )
+
+
+def load_job(path: str | Path, overrides: Sequence[str] = ()) -> Job:
+    """Read a job file (``yaml.safe_load``) and validate it; errors name the file or key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise JobError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise JobError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise JobError(f"{path}: invalid YAML{at}: {problem}") from None
+    return parse_job(raw, overrides, source=str(path))
+
+
+# -- expansion -----------------------------------------------------------------------------
+
+
+def count(job: Job) -> int:
+    """The number of fits the grid expands to (the product of the axis lengths)."""
+    return math.prod(len(axis.labels) for axis in job.axes)
+
+
+def expand(job: Job) -> Iterator[Fit]:
+    """Yield the fits of ``job``, one per point of the grid, in grid order. Pure."""
+    for point in itertools.product(*(range(len(axis.labels)) for axis in job.axes)):
+        sections = {section: dict(values) for section, values in job.base.items()}
+        labels = {}
+        for axis, i in zip(job.axes, point, strict=True):
+            for path, value in axis.assignments[i].items():
+                section, key = path.split(".", 1)
+                sections[section][key] = value
+            labels[axis.name] = axis.labels[i]
+        spec = FitSpec.from_dict(sections)
+        yield Fit(fit_id(spec), spec, labels)
+
+
+def plan(job: Job) -> list[Fit]:
+    """All fits of ``job``; refuses an empty grid, two grid points with one config, and
+    training settings ``mflow.fit.check_train`` refuses."""
+    fits, seen = [], {}
+    for fit in expand(job):
+        try:
+            check_train(fit.spec.train)
+        except ValueError as exc:
+            where = f" (grid point {fit.axes})" if fit.axes else ""
+            raise JobError(f"{exc}{where}") from None
+        if fit.fit_id in seen:
+            raise JobError(
+                f"grid: {seen[fit.fit_id]} and {fit.axes} give the same config ({fit.fit_id})"
+            )
+        seen[fit.fit_id] = fit.axes
+        fits.append(fit)
+    if not fits:
+        raise JobError("grid: expands to no fit")
+    return fits

@@ -1,0 +1,272 @@
+"""The Parquet store of a survey: one file per fit, written atomically by the driver only.
+
+Layout under ``<out>/<survey>/``::
+
+    fits/<fit_id>.parquet     one row: the fit's config, status, estimate and spectrum
+    curves/<fit_id>.parquet   one row per logged step: loss, noise, lr, estimate, spectrum
+    tune/                     Ray Tune's trial folders and checkpoints (see pipelines.runner)
+
+A file is written under a temporary name starting with ``.`` in the same folder, then moved
+onto its final name, so ``pandas.read_parquet('<out>/<survey>/fits')`` (whose dataset discovery
+skips names starting with ``.`` or ``_``) never sees a half-written file, and a fit written
+twice still has one row. ``<out>`` is a local path or any URI pyarrow's filesystems take
+(``s3://bucket/prefix``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from mflow.fit import FitResult
+from pipelines.spec import SHORT_AXES, Fit
+
+__all__ = ["CURVES_SCHEMA", "FITS_SCHEMA", "Store", "curve_rows", "fit_record", "group_label"]
+
+_LIST = pa.list_(pa.float64())
+
+FITS_SCHEMA = pa.schema(
+    [
+        ("survey", pa.string()),
+        ("fit_id", pa.string()),
+        ("dataset", pa.string()),
+        ("subset", pa.int64()),  # subset size asked for: data.n (per class for class data)
+        ("class", pa.int64()),  # the one class kept, else null (see classes)
+        ("classes", pa.list_(pa.int64())),  # data.classes; null keeps all
+        ("noise_floor", pa.float64()),
+        ("seed", pa.int64()),  # train.seed
+        ("n", pa.int64()),  # training points the fit saw
+        ("ambient_dim", pa.int64()),
+        ("true_dim", pa.int64()),
+        ("status", pa.string()),  # ok, diverged or failed
+        ("error", pa.string()),
+        ("id_estimate", pa.int64()),
+        ("id_rule", pa.string()),
+        ("eigenvalues", _LIST),  # final spectrum of A A^T, descending
+        ("steps", pa.int64()),
+        ("wall_s", pa.float64()),
+        ("device", pa.string()),
+        ("diverged_step", pa.int64()),
+        ("retries", pa.int64()),  # trial restarts after failures
+        ("axes", pa.string()),  # JSON: grid axis -> this fit's value (label)
+        ("group", pa.string()),  # the non-seed axes, "axis=value ...": fits that differ by seed
+        ("mlflow_run_id", pa.string()),
+        ("config", pa.string()),  # JSON of the resolved FitSpec
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+CURVES_SCHEMA = pa.schema(
+    [
+        ("survey", pa.string()),
+        ("fit_id", pa.string()),
+        ("step", pa.int64()),
+        ("loss", pa.float64()),
+        ("noise_std", pa.float64()),
+        ("lr", pa.float64()),
+        ("estimate", pa.int64()),
+        ("eigenvalues", _LIST),
+    ]
+)
+
+
+def _is_seed_axis(name: str) -> bool:
+    return name == "seed" or name in ("train.seed", "data.seed") or (
+        name in SHORT_AXES and set(SHORT_AXES[name]) <= {"train.seed", "data.seed"}
+    )
+
+
+def group_label(axes: Mapping[str, Any]) -> str:
+    """The grid position of a fit without its seed: fits that differ only by seed share it.
+
+    Example:
+        >>> group_label({"dataset": "sine", "seed": 2, "variant": "baseline"})
+        'dataset=sine variant=baseline'
+    """
+    return " ".join(f"{k}={v}" for k, v in axes.items() if not _is_seed_axis(k))
+
+
+def fit_record(
+    survey: str,
+    fit: Fit,
+    result: FitResult | None,
+    *,
+    error: str | None = None,
+    mlflow_run_id: str | None = None,
+    retries: int = 0,
+    finished_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The fits-table row of ``fit``: from its result, or a failed row when there is none."""
+    spec = fit.spec
+    classes = list(spec.data.classes) if spec.data.classes is not None else None
+    row: dict[str, Any] = {
+        "survey": survey,
+        "fit_id": fit.fit_id,
+        "dataset": spec.data.dataset,
+        "subset": spec.data.n,
+        "class": classes[0] if classes is not None and len(classes) == 1 else None,
+        "classes": classes,
+        "noise_floor": spec.train.noise_floor,
+        "seed": spec.train.seed,
+        "n": None,
+        "ambient_dim": None,
+        "true_dim": None,
+        "status": "failed",
+        "error": error,
+        "id_estimate": None,
+        "id_rule": spec.readout.rule,
+        "eigenvalues": None,
+        "steps": None,
+        "wall_s": None,
+        "device": None,
+        "diverged_step": None,
+        "retries": retries,
+        "axes": json.dumps(fit.axes, sort_keys=False),
+        "group": group_label(fit.axes),
+        "mlflow_run_id": mlflow_run_id,
+        "config": spec.to_json(),
+        "finished_at": finished_at or datetime.now(UTC),
+    }
+    if result is not None:
+        row.update(
+            n=result.n,
+            ambient_dim=result.ambient_dim,
+            true_dim=result.true_dim,
+            status=result.status,
+            error=result.error if error is None else error,
+            id_estimate=result.id_estimate,
+            id_rule=result.id_rule,
+            eigenvalues=[float(v) for v in result.eigenvalues],
+            steps=result.steps,
+            wall_s=result.wall_s,
+            device=result.device,
+            diverged_step=result.diverged_step,
+        )
+    return row
+
+
+def curve_rows(survey: str, fit_id: str, result: FitResult | None) -> list[dict[str, Any]]:
+    """The curves-table rows of a fit: one per logged step (none for a failed fit)."""
+    if result is None:
+        return []
+    return [
+        {
+            "survey": survey,
+            "fit_id": fit_id,
+            "step": p.step,
+            "loss": p.loss,
+            "noise_std": p.noise_std,
+            "lr": p.lr,
+            "estimate": p.estimate,
+            "eigenvalues": [float(v) for v in p.eigenvalues],
+        }
+        for p in result.curve
+    ]
+
+
+def _filesystem(out: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    out = os.fspath(out)
+    if "://" in out:
+        return pafs.FileSystem.from_uri(out)
+    return pafs.LocalFileSystem(), os.path.abspath(out)
+
+
+class Store:
+    """The Parquet files of survey ``survey`` under ``out`` (a path or a pyarrow URI)."""
+
+    def __init__(self, out: str | os.PathLike, survey: str) -> None:
+        self.out = os.fspath(out)
+        self.survey = survey
+        self.fs, base = _filesystem(out)
+        self.root = f"{base.rstrip('/')}/{survey}"
+        self.fits_dir = f"{self.root}/fits"
+        self.curves_dir = f"{self.root}/curves"
+
+    @property
+    def tune_path(self) -> str:
+        """Where Ray Tune keeps trial folders and checkpoints, as a path on ``self.fs``."""
+        return f"{self.root}/tune"
+
+    @property
+    def tune_dir(self) -> str:
+        """The same folder as Ray takes it (``storage_path``): a local path or a URI."""
+        if "://" in self.out:
+            return f"{self.out.rstrip('/')}/{self.survey}/tune"
+        return self.tune_path
+
+    def fit_path(self, fit_id: str) -> str:
+        return f"{self.fits_dir}/{fit_id}.parquet"
+
+    def curve_path(self, fit_id: str) -> str:
+        return f"{self.curves_dir}/{fit_id}.parquet"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _write(self, rows: Sequence[Mapping[str, Any]], schema: pa.Schema, path: str) -> None:
+        folder, name = path.rsplit("/", 1)
+        self.fs.create_dir(folder, recursive=True)
+        table = pa.Table.from_pylist(list(rows), schema=schema)
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            pq.write_table(table, tmp, filesystem=self.fs)
+            self.fs.move(tmp, path)
+        except BaseException:
+            try:
+                self.fs.delete_file(tmp)
+            except OSError:
+                pass
+            raise
+
+    def write(self, record: Mapping[str, Any], curve: Sequence[Mapping[str, Any]]) -> None:
+        """Write one fit: its curve first, then its row (the row's file marks the fit done)."""
+        fit_id = record["fit_id"]
+        self._write(curve, CURVES_SCHEMA, self.curve_path(fit_id))
+        self._write([record], FITS_SCHEMA, self.fit_path(fit_id))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def read_table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """The fits table (all rows written so far); empty, with the schema, when none."""
+        if not self._exists(self.fits_dir):
+            table = FITS_SCHEMA.empty_table()
+        else:
+            dataset = ds.dataset(
+                self.fits_dir, format="parquet", filesystem=self.fs, schema=FITS_SCHEMA
+            )
+            table = dataset.to_table()
+        return table.select(list(columns)) if columns is not None else table
+
+    def read_fits(self) -> pd.DataFrame:
+        """The fits table as a DataFrame."""
+        return self.read_table().to_pandas()
+
+    def read_curves(self) -> pd.DataFrame:
+        """The curves table as a DataFrame."""
+        if not self._exists(self.curves_dir):
+            return CURVES_SCHEMA.empty_table().to_pandas()
+        dataset = ds.dataset(
+            self.curves_dir, format="parquet", filesystem=self.fs, schema=CURVES_SCHEMA
+        )
+        return dataset.to_table().to_pandas()
+
+    def statuses(self) -> dict[str, str]:
+        """``{fit_id: status}`` of every fit written so far."""
+        table = self.read_table(["fit_id", "status"])
+        return dict(zip(table["fit_id"].to_pylist(), table["status"].to_pylist(), strict=True))
+
+    def exists(self) -> bool:
+        """Whether any fit of this survey has been written."""
+        return self._exists(self.fits_dir)

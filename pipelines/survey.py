@@ -1,0 +1,288 @@
+"""A survey run, end to end: plan the fits, skip the finished ones, run the rest on Ray, and
+record each fit as it ends (MLflow first, for its run id, then Parquet).
+
+Resume: a fit whose ``fits/<fit_id>.parquet`` says ``ok`` is skipped. A fit stored as
+``failed`` or ``diverged`` runs again by default (``retry_failed=False`` skips it too); its new
+row replaces the old file, so a fit never has two rows. A fit that was running when an earlier
+survey run was killed continues from the newest checkpoint that run left.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from mflow.fit import FitResult
+from pipelines import runner
+from pipelines.spec import SHORT_AXES, Fit, Job, JobError, plan
+from pipelines.store import Store, curve_rows, fit_record, group_label
+from pipelines.tracking import Tracker
+
+__all__ = ["Reporter", "SurveyOutcome", "pending_fits", "run_survey", "status_counts", "summary"]
+
+
+class Reporter:
+    """What a survey run tells its user; the command line draws it, tests ignore it."""
+
+    def planned(self, total: int, pending: int) -> None:
+        """``pending`` of ``total`` fits are about to run."""
+
+    def started(self, fit: Fit) -> None:
+        """A fit's trial started (again, after a retry)."""
+
+    def retrying(self, fit: Fit, error: str, attempt: int) -> None:
+        """A fit's trial failed and restarts from its last checkpoint."""
+
+    def ended(self, fit: Fit, status: str, estimate: int | None, error: str | None) -> None:
+        """A fit ended and is recorded; ``error`` says why when it did not end ok."""
+
+    def warn(self, message: str) -> None:
+        """Something went wrong that does not stop the survey."""
+
+
+@dataclass
+class SurveyOutcome:
+    """What a survey run did."""
+
+    total: int  # fits in the survey
+    skipped: int  # finished before this run
+    ran: int = 0  # fits this run started
+    counts: Counter = field(default_factory=Counter)  # status -> fits ended in this run
+    missing: int = 0  # fits this run should have ended but did not (interrupted)
+    parent_run_id: str | None = None  # the MLflow run of this survey run
+
+    @property
+    def interrupted(self) -> bool:
+        return self.missing > 0
+
+
+def pending_fits(
+    fits: Sequence[Fit], statuses: Mapping[str, str], retry_failed: bool = True
+) -> list[Fit]:
+    """The fits still to run: no row yet, or a failed/diverged row when ``retry_failed``."""
+    out = []
+    for fit in fits:
+        status = statuses.get(fit.fit_id)
+        if status is None or (status != "ok" and retry_failed):
+            out.append(fit)
+    return out
+
+
+class _Recorder(runner.FitEvents):
+    """Driver side of the trials: records each ended fit in MLflow, then Parquet."""
+
+    def __init__(self, job: Job, fits: Sequence[Fit], store: Store, tracker: Tracker | None,
+                 reporter: Reporter, outcome: SurveyOutcome) -> None:
+        self.job = job
+        self.fits = {fit.fit_id: fit for fit in fits}
+        self.store = store
+        self.tracker = tracker
+        self.reporter = reporter
+        self.outcome = outcome
+        self.seen: set[str] = set()
+
+    def started(self, fit_id: str) -> None:
+        if fit_id not in self.seen:
+            self.seen.add(fit_id)
+            self.outcome.ran += 1
+        self.reporter.started(self.fits[fit_id])
+
+    def retrying(self, fit_id: str, error: str, attempt: int) -> None:
+        self.reporter.retrying(self.fits[fit_id], error, attempt)
+
+    def finished(self, fit_id: str, result: FitResult, retries: int) -> None:
+        self._record(self.fits[fit_id], result, None, "", retries)
+
+    def failed(self, fit_id: str, error: str, detail: str, retries: int) -> None:
+        self._record(self.fits[fit_id], None, error, detail, retries)
+
+    def _record(self, fit: Fit, result: FitResult | None, error: str | None, detail: str,
+                retries: int) -> None:
+        run_id = None
+        if self.tracker is not None:
+            try:
+                run_id = self.tracker.log_fit(
+                    fit, result, error=error, detail=detail, retries=retries
+                )
+            except Exception as exc:  # noqa: BLE001 - tracking is best effort; Parquet is not
+                self.reporter.warn(
+                    f"MLflow: could not record {fit.fit_id} ({type(exc).__name__}: {exc}); "
+                    "tracking is off for the rest of this run, mlflow_run_id left empty"
+                )
+                self.tracker = None
+        record = fit_record(
+            self.job.name, fit, result, error=error, mlflow_run_id=run_id, retries=retries
+        )
+        self.store.write(record, curve_rows(self.job.name, fit.fit_id, result))
+        self.outcome.counts[record["status"]] += 1
+        self.reporter.ended(fit, record["status"], record["id_estimate"], record["error"])
+
+
+def _open_tracker(uri: str | None, job: Job, total: int, pending: int,
+                  reporter: Reporter) -> Tracker | None:
+    if uri is None:
+        return None
+    try:
+        tracker = Tracker(uri, job.name)
+        tracker.start_survey(job, total, pending)
+        return tracker
+    except Exception as exc:  # noqa: BLE001 - a survey runs without tracking rather than not
+        reporter.warn(
+            f"MLflow at {uri}: {type(exc).__name__}: {exc}; running without tracking "
+            "(mlflow_run_id left empty)"
+        )
+        return None
+
+
+def run_survey(
+    job: Job,
+    out: str,
+    tracking_uri: str | None,
+    *,
+    address: str | None = None,
+    retry_failed: bool = True,
+    reporter: Reporter | None = None,
+) -> SurveyOutcome:
+    """Run the fits of ``job`` that are not done yet; see the module docstring for resume.
+
+    Args:
+        job: the validated job.
+        out: the results folder (path or pyarrow URI); the survey lives in ``out/<name>``.
+        tracking_uri: MLflow's tracking URI; ``None`` records no MLflow runs.
+        address: a Ray cluster to join; ``None`` starts a local Ray (unless one is running).
+        retry_failed: run failed and diverged fits again.
+        reporter: told about progress (the command line's progress bar).
+    """
+    reporter = reporter or Reporter()
+    fits = plan(job)
+    store = Store(out, job.name)
+    pending = pending_fits(fits, store.statuses(), retry_failed)
+    outcome = SurveyOutcome(total=len(fits), skipped=len(fits) - len(pending))
+    if not pending:
+        reporter.planned(len(fits), 0)
+        return outcome
+    started_ray = runner.init_ray(address)
+    try:
+        _check_gpus(job, local=started_ray and address is None, reporter=reporter)
+    except BaseException:
+        _shutdown(started_ray)
+        raise
+    reporter.planned(len(fits), len(pending))
+    tracker = _open_tracker(tracking_uri, job, len(fits), len(pending), reporter)
+    outcome.parent_run_id = tracker.parent_run_id if tracker is not None else None
+    recorder = _Recorder(job, pending, store, tracker, reporter, outcome)
+    status = "FAILED"
+    try:
+        resume = runner.latest_checkpoints(
+            store.fs, store.tune_path, store.tune_dir, [f.fit_id for f in pending]
+        )
+        experiment = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        runner.run_trials(pending, job.resources, store.tune_dir, experiment, recorder, resume)
+        outcome.missing = len(pending) - sum(outcome.counts.values())
+        ok = [fit_id for fit_id, s in store.statuses().items() if s == "ok"]
+        runner.prune_checkpoints(store.fs, store.tune_path, ok)
+        status = "KILLED" if outcome.interrupted else "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if recorder.tracker is not None:
+            try:
+                recorder.tracker.end_survey(status, outcome.counts)
+            except Exception as exc:  # noqa: BLE001
+                reporter.warn(f"MLflow: could not close the survey run ({exc})")
+        _shutdown(started_ray)
+    return outcome
+
+
+def _shutdown(started_ray: bool) -> None:
+    if started_ray:
+        import ray
+
+        ray.shutdown()
+
+
+def _check_gpus(job: Job, local: bool, reporter: Reporter) -> None:
+    """A job asking for GPUs that the cluster lacks would wait for ever: say so."""
+    import ray
+
+    if job.resources.gpu <= 0 or ray.cluster_resources().get("GPU", 0) > 0:
+        return
+    if local:
+        raise JobError(
+            f"resources.gpu: {job.resources.gpu:g} asked for, but this machine has no GPU; "
+            "use --set resources.gpu=0"
+        )
+    reporter.warn("the cluster has no GPU now: the fits wait until one joins")
+
+
+# -- reading a survey back -------------------------------------------------------------------
+
+
+def status_counts(store: Store, fits: Sequence[Fit] | None = None) -> dict[str, int]:
+    """Fits by status; with the planned ``fits``, only those, plus ``pending`` ones."""
+    statuses = store.statuses()
+    if fits is None:
+        return dict(Counter(statuses.values()))
+    counts = Counter(statuses.get(fit.fit_id, "pending") for fit in fits)
+    return dict(counts)
+
+
+# Axes shown as their own columns in the summary; other non-seed axes form "variant".
+_COLUMN_AXES = {name for name in SHORT_AXES if name != "seed"} | {
+    path for name, paths in SHORT_AXES.items() if name != "seed" for path in paths
+}
+
+
+def _variant(axes: Mapping[str, Any]) -> str:
+    return group_label({k: v for k, v in axes.items() if k not in _COLUMN_AXES})
+
+
+def summary(fits_table: pd.DataFrame, fit_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per group (dataset, subset, class, noise floor, variant): estimates over seeds.
+
+    ``estimates`` lists the seeds' estimates in seed order (``div``/``fail`` for fits that
+    diverged or failed); ``median`` is over the fits that finished ok.
+    """
+    import json
+
+    table = fits_table
+    if fit_ids is not None:
+        order = {fit_id: i for i, fit_id in enumerate(fit_ids)}
+        table = table[table["fit_id"].isin(order)]
+        table = table.assign(_order=table["fit_id"].map(order)).sort_values("_order")
+    columns = ["dataset", "subset", "class", "noise_floor", "variant", "true_dim", "fits",
+               "estimates", "median"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    table = table.assign(variant=[_variant(json.loads(a)) for a in table["axes"]])
+    rows = []
+    keys = ["dataset", "subset", "class", "noise_floor", "variant"]
+    for key, group in table.groupby(keys, dropna=False, sort=False):
+        group = group.sort_values("seed")
+        marks = []
+        for status, estimate in zip(group["status"], group["id_estimate"], strict=True):
+            if status == "ok" and not pd.isna(estimate):
+                marks.append(str(int(estimate)))
+            else:
+                marks.append({"diverged": "div"}.get(status, "fail"))
+        ok = [int(e) for s, e in zip(group["status"], group["id_estimate"], strict=True)
+              if s == "ok" and not pd.isna(e)]
+        true_dims = group["true_dim"].dropna()
+        rows.append(
+            dict(
+                zip(keys, key, strict=True),
+                true_dim=int(true_dims.iloc[0]) if len(true_dims) else None,
+                fits=len(group),
+                estimates=" ".join(marks),
+                median=statistics.median(ok) if ok else None,
+            )
+        )
+    return pd.DataFrame(rows, columns=columns)

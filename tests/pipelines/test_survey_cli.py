@@ -1,0 +1,98 @@
+"""The ``survey`` command line: validate, status, and bad input (one line, exit 2, no writes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.spec import load_job, plan
+from pipelines.store import Store, fit_record
+
+JOB = """\
+name: clitest
+data: {dataset: sine, n: 100}
+grid:
+  dataset: [sine, scurve]
+  seed: [0, 1, 2]
+train: {steps: 10, lr: 1e-3}
+"""
+
+
+@pytest.fixture
+def job_file(tmp_path: Path) -> Path:
+    path = tmp_path / "clitest.yaml"
+    path.write_text(JOB)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.delenv("MFLOW_RESULTS", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_validate_prints_the_count_and_the_axes(job_file: Path, capsys):
+    assert main(["validate", str(job_file)]) == 0
+    out = capsys.readouterr().out
+    assert "clitest: 6 fits" in out
+    assert "dataset (2): sine, scurve" in out and "seed (3): 0, 1, 2" in out
+
+
+def test_validate_applies_overrides_and_lists_fits(job_file: Path, capsys):
+    assert main(["validate", str(job_file), "--set", "grid.seed=[5]", "--fits"]) == 0
+    out = capsys.readouterr().out
+    assert "clitest: 2 fits" in out
+    for fit in plan(load_job(job_file, ["grid.seed=[5]"])):
+        assert fit.fit_id in out
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["validate", "{job}", "--set", "train.stepz=3"], "error: train.stepz: unknown key"),
+        (["run", "{job}", "--set", "train.lr=abc"],
+         "error: train.lr: expected a number, got 'abc'"),
+        (["run", "{job}", "--set", "grid.seed=[]"],
+         "error: grid.seed: empty axis (no value, so no fit)"),
+        (["run", "nope.yaml"], "error: nope.yaml: no such file"),
+        (["status", "nosuchsurvey"], "error: nosuchsurvey: no survey of that name under results"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    job_file: Path, tmp_path: Path, capsys, args, expected
+):
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([a.format(job=job_file) for a in args]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == expected
+    assert "Traceback" not in captured.err + captured.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no results, no mlflow.db
+
+
+def test_status_counts_fits_by_status(job_file: Path, tmp_path: Path, capsys):
+    fits = plan(load_job(job_file))
+    store = Store(tmp_path / "results", "clitest")
+    store.write(fit_record("clitest", fits[0], None, error="boom"), [])
+    assert main(["status", str(job_file)]) == 0
+    assert "clitest: 6 fits: 1 failed, 5 pending" in capsys.readouterr().out
+    assert main(["status", "clitest"]) == 0
+    assert "clitest: 1 fits: 1 failed" in capsys.readouterr().out
+
+
+def test_console_script_runs(job_file: Path):
+    """The installed ``survey`` entry point, as a user types it."""
+    survey = Path(sys.executable).with_name("survey")
+    if not survey.exists():
+        pytest.skip("the survey console script is not installed in this environment")
+    done = subprocess.run(
+        [str(survey), "validate", str(job_file), "--set", "train.nope=1"],
+        capture_output=True, text=True, env={**os.environ}, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: train.nope: unknown key"]

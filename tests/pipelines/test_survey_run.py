@@ -1,0 +1,239 @@
+"""Surveys end to end on a real local Ray, with a temporary SQLite MLflow store and results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from mflow.config import FitSpec
+from pipelines import runner
+from pipelines.cli import main
+from pipelines.spec import fit_id, plan
+from pipelines.store import Store
+from pipelines.survey import Reporter, run_survey
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+COLUMNS = [
+    "survey", "fit_id", "dataset", "subset", "class", "noise_floor", "seed", "n", "ambient_dim",
+    "status", "error", "id_estimate", "id_rule", "eigenvalues", "steps", "wall_s", "device",
+    "mlflow_run_id", "config", "true_dim", "diverged_step", "finished_at",
+]
+
+
+def runs_of(uri: str, survey: str) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(survey)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_tiny_survey_end_to_end_then_a_rerun_does_nothing(
+    tmp_path: Path, tracking_uri: str, tiny_job, capsys
+):
+    job = tiny_job("e2e")
+    job_file = tmp_path / "e2e.yaml"
+    job_file.write_text(json.dumps(job.raw))  # JSON is YAML
+    out = tmp_path / "results"
+    args = ["run", str(job_file), "--out", str(out), "--tracking-uri", tracking_uri]
+
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "4 fits: 0 done before, 4 to run" in printed and "estimates (by seed)" in printed
+
+    frame = pd.read_parquet(out / "e2e" / "fits")
+    assert set(COLUMNS) <= set(frame.columns)
+    assert len(frame) == 4 and set(frame["status"]) == {"ok"}
+    assert sorted(frame["fit_id"]) == sorted(f.fit_id for f in plan(job))
+    for row in frame.itertuples():
+        assert fit_id(FitSpec.from_dict(json.loads(row.config))) == row.fit_id
+        assert list(row.eigenvalues) == sorted(row.eigenvalues, reverse=True)
+        assert row.steps == 100 and row.n == 200 and row.ambient_dim == 2
+    curves = pd.read_parquet(out / "e2e" / "curves")
+    assert sorted(curves.groupby("fit_id")["step"].apply(list).tolist()) == [[50, 100]] * 4
+
+    client = MlflowClient(tracking_uri)
+    runs = {r.info.run_id: r for r in runs_of(tracking_uri, "e2e")}
+    parents = [r for r in runs.values() if r.data.tags.get("kind") == "survey-run"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    for row in frame.itertuples():
+        run = runs[row.mlflow_run_id]  # every row links to an existing MLflow run
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["fit_id"] == row.fit_id
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.params["train.steps"] == "100"
+        assert run.data.metrics["id_estimate"] == row.id_estimate
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [50, 100]
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"spectrum.png"}
+    assert not (out / "e2e" / "tune").exists()  # checkpoints of stored fits are pruned
+
+    before = mtimes(out / "e2e")
+    assert main(args) == 0
+    assert "4 fits: 4 done before, 0 to run" in capsys.readouterr().out
+    assert mtimes(out / "e2e") == before
+    assert len(runs_of(tracking_uri, "e2e")) == len(runs)
+
+
+def test_failed_fit_is_recorded_and_retried_by_default(tmp_path: Path, tracking_uri: str,
+                                                       tiny_job):
+    missing = tmp_path / "missing.npy"
+    job = tiny_job("failing", data={"dataset": "array", "path": str(missing), "n": 50},
+                   grid={}, resources={"retries": 0})
+    out = str(tmp_path / "results")
+    outcome = run_survey(job, out, tracking_uri)
+    assert outcome.counts == {"failed": 1} and not outcome.interrupted
+    row = pd.read_parquet(Path(out) / "failing" / "fits").iloc[0]
+    assert row["status"] == "failed" and "missing.npy" in row["error"]
+    run = MlflowClient(tracking_uri).get_run(row["mlflow_run_id"])
+    assert run.info.status == "FAILED" and "missing.npy" in run.data.tags["error"]
+
+    assert run_survey(job, out, tracking_uri, retry_failed=False).ran == 0
+    again = run_survey(job, out, tracking_uri)
+    assert again.ran == 1 and again.counts == {"failed": 1}
+    assert len(pd.read_parquet(Path(out) / "failing" / "fits")) == 1
+
+
+def test_mlflow_failure_still_writes_parquet(tmp_path: Path, tiny_job):
+    job = tiny_job("untracked", grid={"seed": [0]})
+
+    class Warnings(Reporter):
+        messages: list[str] = []
+
+        def warn(self, message: str) -> None:
+            self.messages.append(message)
+
+    reporter = Warnings()
+    out = str(tmp_path / "results")
+    outcome = run_survey(job, out, "bogus-scheme://nowhere", reporter=reporter)
+    assert outcome.counts == {"ok": 1}
+    assert any("MLflow" in m for m in reporter.messages)
+    frame = pd.read_parquet(Path(out) / "untracked" / "fits")
+    assert frame["mlflow_run_id"].isna().all()
+
+
+class Killer(runner.FitEvents):
+    """Kills a trial's worker process at its second report; records what happens next.
+
+    (Tune registers a report's checkpoint after its callbacks ran, so at the second report the
+    first checkpoint is the one a restart continues from.)
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.retries: list[str] = []
+        self.results = []
+
+    def progress(self, fit_id, metrics):
+        self.steps.append(metrics["step"])
+        if len(self.steps) == 2:
+            self.killed = True
+            os.kill(metrics["pid"], signal.SIGKILL)
+
+    def retrying(self, fit_id, error, attempt):
+        self.retries.append(error)
+
+    def finished(self, fit_id, result, retries):
+        self.results.append((result, retries))
+
+    def failed(self, fit_id, error, detail, retries):
+        raise AssertionError(f"fit failed: {error}")
+
+
+def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path: Path, tiny_job):
+    job = tiny_job("killed", grid={}, train={"steps": 300, "log_every": 20, "batch_size": 32},
+                   resources={"retries": 2, "checkpoint_every_s": 0})
+    [fit] = plan(job)
+    events = Killer()
+    runner.run_trials([fit], job.resources, str(tmp_path / "tune"), "run-1", events)
+    [(result, retries)] = events.results
+    assert retries == 1 and len(events.retries) == 1
+    assert result.status == "ok" and result.steps == 300
+    assert [p.step for p in result.curve] == list(range(20, 301, 20))
+    # After the restart, reports continue from the checkpoint instead of starting again at 20.
+    assert events.steps.count(20) == 1
+
+
+class Interrupt(Reporter):
+    """Interrupts the survey run (as Ctrl-C would) once the first fit is recorded."""
+
+    def ended(self, fit, status, estimate, error):
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_survey_completes_on_rerun(tmp_path: Path, tracking_uri: str, tiny_job):
+    job = tiny_job("interrupted", grid={"dataset": ["sine", "line", "scurve"]},
+                   train={"steps": 300, "log_every": 20, "batch_size": 32},
+                   resources={"checkpoint_every_s": 0})
+    out = str(tmp_path / "results")
+    store = Store(out, job.name)
+    with pytest.raises(KeyboardInterrupt):
+        run_survey(job, out, tracking_uri, reporter=Interrupt())
+    first = store.statuses()
+    assert 1 <= len(first) < 3
+    left = runner.latest_checkpoints(store.fs, store.tune_path, store.tune_dir,
+                                     [f.fit_id for f in plan(job) if f.fit_id not in first])
+    assert left  # the fits in flight left checkpoints to continue from
+
+    outcome = run_survey(job, out, tracking_uri)
+    assert outcome.skipped == len(first) and outcome.ran == 3 - len(first)
+    frame = pd.read_parquet(Path(out) / job.name / "fits")
+    assert sorted(frame["fit_id"]) == sorted(f.fit_id for f in plan(job))  # none lost, none twice
+    assert set(frame["status"]) == {"ok"}
+    assert not Path(store.root, "tune").exists()
+    statuses = sorted(r.info.status for r in runs_of(tracking_uri, job.name)
+                      if r.data.tags.get("kind") == "survey-run")
+    assert statuses == ["FINISHED", "KILLED"]
+
+
+class Recorder(runner.FitEvents):
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.results = []
+
+    def progress(self, fit_id, metrics):
+        self.steps.append(metrics["step"])
+
+    def finished(self, fit_id, result, retries):
+        self.results.append(result)
+
+
+def test_a_later_run_continues_from_an_earlier_runs_checkpoint(tmp_path: Path, tiny_job):
+    job = tiny_job("resumed", grid={}, resources={"checkpoint_every_s": 0})
+    [fit] = plan(job)
+    storage = tmp_path / "tune"
+    first = Recorder()
+    runner.run_trials([fit], job.resources, str(storage), "run-1", first)
+    assert first.steps == [50, 100]
+
+    store_fs = Store(tmp_path, "x").fs
+    resume = runner.latest_checkpoints(store_fs, str(storage), str(storage), [fit.fit_id, "other"])
+    assert list(resume) == [fit.fit_id] and resume[fit.fit_id].startswith(str(storage / "run-1"))
+    second = Recorder()
+    runner.run_trials([fit], job.resources, str(storage), "run-2", second, resume)
+    assert second.steps == []  # nothing left to train: it restored the finished state
+    assert second.results[0].curve == first.results[0].curve
+
+    runner.prune_checkpoints(store_fs, str(storage), [fit.fit_id])
+    assert not storage.exists()
+
+
+@pytest.mark.slow
+def test_quickstart_reads_the_toys_right(tmp_path: Path, repo_root: Path):
+    """The quickstart job as it is: sine 1, line 1, S-curve 2 (minutes on two cores)."""
+    out = tmp_path / "results"
+    args = ["run", str(repo_root / "jobs" / "quickstart.yaml"), "--out", str(out),
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    assert main(args) == 0
+    frame = pd.read_parquet(out / "quickstart" / "fits")
+    assert len(frame) == 9 and set(frame["status"]) == {"ok"}
+    medians = frame.groupby("dataset")["id_estimate"].median().to_dict()
+    assert medians == {"sine": 1, "line": 1, "scurve": 2}

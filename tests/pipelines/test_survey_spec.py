@@ -1,0 +1,232 @@
+"""Job files: strict validation with dotted-path errors, overrides, grid expansion, fit ids."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import types
+from pathlib import Path
+
+import pytest
+
+import pipelines.runner
+import pipelines.spec
+import pipelines.store
+import pipelines.tracking
+from mflow.config import FitSpec
+from pipelines.spec import JobError, count, expand, fit_id, load_job, parse_job, plan
+
+
+def raw(**blocks):
+    job = {"name": "t", "data": {"dataset": "sine", "n": 100}}
+    job.update(blocks)
+    return job
+
+
+def error_of(job, overrides=()) -> str:
+    with pytest.raises(JobError) as info:
+        plan(parse_job(job, overrides))
+    return str(info.value)
+
+
+# -- counts and expansion --------------------------------------------------------------------
+
+
+def test_grid_product_is_the_set_of_fits():
+    job = parse_job(raw(grid={"dataset": ["sine", "line", "scurve"], "seed": [0, 1, 2],
+                              "train.lr": [1e-3, 3e-3]}))
+    fits = plan(job)
+    assert count(job) == len(fits) == 18
+    assert len({f.fit_id for f in fits}) == 18
+    assert {f.spec.data.dataset for f in fits} == {"sine", "line", "scurve"}
+
+
+def test_no_grid_is_one_fit():
+    fits = plan(parse_job(raw()))
+    assert len(fits) == 1 and fits[0].axes == {}
+    assert fits[0].spec.data.n == 100
+
+
+def test_expand_is_a_pure_generator():
+    job = parse_job(raw(grid={"seed": [0, 1]}))
+    gen = expand(job)
+    assert isinstance(gen, types.GeneratorType)
+    assert [f.fit_id for f in gen] == [f.fit_id for f in expand(job)]
+
+
+def test_short_axes_set_their_fields():
+    job = parse_job(raw(data={"dataset": "mnist", "n": 10}, model={"kind": "conv"},
+                        grid={"class": [3, [4, 5]], "seed": [7], "noise_floor": [0.02],
+                              "n": [50]}))
+    a, b = plan(job)
+    assert a.spec.data.classes == (3,) and b.spec.data.classes == (4, 5)
+    assert a.spec.train.seed == a.spec.data.seed == 7
+    assert a.spec.train.noise_floor == 0.02 and a.spec.data.n == 50
+    assert a.axes == {"class": 3, "seed": 7, "noise_floor": 0.02, "n": 50}
+
+
+def test_zipped_axis_sets_several_fields_together():
+    variant = [
+        {"label": "manifold", "prior.kind": "manifold", "model.volume_preserving": True},
+        {"label": "baseline", "prior.kind": "standard", "model.volume_preserving": False},
+    ]
+    fits = plan(parse_job(raw(grid={"variant": variant, "seed": [0, 1]})))
+    assert len(fits) == 4
+    pairs = {(f.axes["variant"], f.spec.prior.kind, f.spec.model.volume_preserving) for f in fits}
+    assert pairs == {("manifold", "manifold", True), ("baseline", "standard", False)}
+
+
+def test_fit_ids_do_not_depend_on_grid_order():
+    a = parse_job(raw(grid={"seed": [0, 1, 2], "dataset": ["sine", "line"]}))
+    b = parse_job(raw(grid={"dataset": ["line", "sine"], "seed": [2, 0, 1]}))
+    ids_a = {f.fit_id: f.spec for f in plan(a)}
+    ids_b = {f.fit_id: f.spec for f in plan(b)}
+    assert ids_a == ids_b
+
+
+def test_fit_id_is_stable_filename_safe_and_follows_the_config():
+    spec = FitSpec.from_dict({"data": {"dataset": "scurve", "n": 10}})
+    same = FitSpec.from_dict(json.loads(spec.to_json()))
+    assert fit_id(spec) == fit_id(same)
+    assert fit_id(spec) != fit_id(spec.replace(train={"seed": 1}))
+    ident = fit_id(spec)
+    assert ident.startswith("scurve-") and ident.replace("-", "").isalnum()
+
+
+def test_base_block_values_reach_the_spec_and_defaults_fill_the_rest():
+    fits = plan(parse_job(raw(train={"steps": 7, "lr": "1e-3"}, model={"hidden": 8})))
+    spec = fits[0].spec
+    assert spec.train.steps == 7 and spec.train.lr == pytest.approx(1e-3)
+    assert spec.model.hidden == 8
+    assert spec.train.batch_size == FitSpec().train.batch_size
+
+
+def test_duplicate_configs_are_refused():
+    assert "same config" in error_of(raw(grid={"n": [10, 10]}))
+
+
+# -- overrides -------------------------------------------------------------------------------
+
+
+def test_set_overrides_any_field_with_yaml_scalars():
+    job = parse_job(raw(grid={"seed": [0]}), ["train.steps=500", "train.lr=1e-3",
+                                              "train.grad_clip=null", "grid.seed=[0, 1, 2]",
+                                              "resources.cpu=0.5", "description=hi there"])
+    fits = plan(job)
+    assert len(fits) == 3
+    assert fits[0].spec.train.steps == 500 and fits[0].spec.train.lr == pytest.approx(1e-3)
+    assert fits[0].spec.train.grad_clip is None
+    assert job.resources.cpu == 0.5 and job.description == "hi there"
+
+
+def test_set_can_name_a_dotted_grid_axis():
+    fits = plan(parse_job(raw(), ["grid.train.lr=[0.1, 0.2]"]))
+    assert [f.spec.train.lr for f in fits] == [0.1, 0.2]
+
+
+def test_set_on_a_gridded_field_is_refused():
+    message = error_of(raw(grid={"seed": [0, 1]}), ["train.seed=3"])
+    assert "train.seed" in message and "grid.seed" in message
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.steps", "--set: expected key.path=value, got 'train.steps'"),
+        ("train.stepz=3", "train.stepz: unknown key"),
+        ("train.lr=abc", "train.lr: expected a number, got 'abc'"),
+        ("train.steps.x=3", "--set train.steps.x: train.steps is not a mapping"),
+    ],
+)
+def test_bad_overrides_name_the_path(override, expected):
+    assert error_of(raw(train={"steps": 5}), [override]) == expected
+
+
+# -- error messages --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "job, expected",
+    [
+        (raw(train={"stepz": 3}), "train.stepz: unknown key"),
+        (raw(train={"lr": "abc"}), "train.lr: expected a number, got 'abc'"),
+        (raw(train={"steps": 1.5}), "train.steps: expected an integer, got 1.5"),
+        (raw(train={"steps": True}), "train.steps: expected an integer, got True"),
+        (raw(model={"volume_preserving": "yes"}),
+         "model.volume_preserving: expected true or false, got 'yes'"),
+        (raw(data={"dataset": "sine", "classes": [1, "a"]}),
+         "data.classes[1]: expected an integer, got 'a'"),
+        (raw(extra=1), "extra: unknown key"),
+        (raw(train=3), "train: expected a mapping, got 3"),
+        (raw(resources={"cpux": 1}), "resources.cpux: unknown key"),
+        (raw(resources={"cpu": 0}), "resources.cpu: must be > 0, got 0"),
+        (raw(grid={"train.lr": [0.1, "abc"]}), "grid.train.lr[1]: expected a number, got 'abc'"),
+        (raw(grid={"seed": []}), "grid.seed: empty axis (no value, so no fit)"),
+        (raw(grid={"seed": 3}), "grid.seed: expected a list of values, got 3"),
+        (raw(grid={"train.nope": [1]}), "grid.train.nope: unknown field 'train.nope'"),
+        (raw(grid={"variant": [{"prior.kindd": "manifold"}]}),
+         "grid.variant[0].prior.kindd: unknown field 'prior.kindd'"),
+        (raw(grid={"seed": [0], "train.seed": [1]}),
+         "grid.train.seed: train.seed is already set by grid axis 'seed'"),
+        (raw(model={"kind": "cnv"}), "model.kind: expected one of conv, mlp, got 'cnv'"),
+        (raw(data={"dataset": "sinee"}), "data.dataset: unknown dataset 'sinee'"),
+        (raw(data={"n": 5}), "data.dataset: required (or a grid axis 'dataset')"),
+        (raw(name="a b"), "name: 'a b' must be filename-safe"),
+        (raw(resources={"gpu": 2}), "resources.gpu: 2 asked for"),
+        (raw(resources={"pack": 4}), "resources.pack: packing several fits per trial"),
+        (raw(train={"dtype": "float16"}), "train.dtype: unknown 'float16'"),  # mflow's check
+    ],
+)
+def test_errors_name_the_dotted_path(job, expected):
+    assert error_of(job).startswith(expected)
+
+
+def test_zipped_axis_values_must_be_mappings():
+    message = error_of(raw(grid={"variant": [1]}))
+    assert message.startswith("grid.variant[0]: 'variant' is not a field")
+
+
+def test_a_missing_name_is_an_error():
+    job = raw()
+    del job["name"]
+    assert error_of(job) == "name: required"
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def test_yaml_file_reads_1e_minus_3_as_a_float(tmp_path: Path):
+    path = tmp_path / "job.yaml"
+    path.write_text("name: f\ndata: {dataset: sine}\ntrain: {lr: 1e-3}\ngrid: {seed: [0, 1]}\n")
+    job = load_job(path)
+    assert [f.spec.train.lr for f in plan(job)] == [pytest.approx(1e-3)] * 2
+    assert job.source == str(path)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (None, "no such file"),
+        ("name: [unclosed\n", "invalid YAML at line"),
+        ("- 1\n- 2\n", "expected a mapping at the top"),
+        ("name: x\ndata: !!python/object:os.system {}\n", "invalid YAML"),
+    ],
+)
+def test_file_errors_name_the_file(tmp_path: Path, text, expected):
+    path = tmp_path / "job.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(JobError) as info:
+        load_job(path)
+    assert str(path) in str(info.value) and expected in str(info.value)
+
+
+# -- the modules' examples -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "module", [pipelines.spec, pipelines.store, pipelines.tracking, pipelines.runner]
+)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
