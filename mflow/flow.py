@@ -9,7 +9,10 @@ from mflow.conditioners import conv_conditioner, mlp_conditioner
 from mflow.config import ModelSpec
 from mflow.layers import AffineCoupling, Flatten, InvertibleLayer, Permutation, Squeeze
 
-__all__ = ["Flow", "build_flow"]
+__all__ = ["FLOW_KINDS", "Flow", "build_flow"]
+
+#: The flows ``build_flow`` builds, by ``ModelSpec.kind``.
+FLOW_KINDS = ("conv", "mlp")
 
 
 class Flow(InvertibleLayer):
@@ -116,4 +119,4 @@ def _build(spec: ModelSpec, shape: tuple[int, ...], generator: torch.Generator) 
         layers = _conv_part(spec, shape, generator)
         dim = shape[0] * shape[1] * shape[2]
         return Flow(layers + _fc_couplings(spec, dim, spec.couplings, generator))
-    raise ValueError(f"ModelSpec: unknown kind {spec.kind!r}; known: 'mlp', 'conv'")
+    raise ValueError(f"ModelSpec: unknown kind {spec.kind!r}; known: {', '.join(FLOW_KINDS)}")

@@ -10,15 +10,17 @@ from mflow.flow import Flow, build_flow
 from mflow.objective import spread_kl_loss, spread_noise
 from mflow.prior import ManifoldPrior, StandardPrior
 
-__all__ = ["ManifoldFlow", "build_prior"]
+__all__ = ["PRIORS", "ManifoldFlow", "build_prior"]
+
+#: The priors by ``PriorSpec.kind``.
+PRIORS = {"manifold": ManifoldPrior, "standard": StandardPrior}
 
 
 def build_prior(spec: PriorSpec, dim: int) -> ManifoldPrior | StandardPrior:
     """The prior named by ``spec.kind``: ``manifold`` or ``standard``."""
-    kinds = {"manifold": ManifoldPrior, "standard": StandardPrior}
-    if spec.kind not in kinds:
-        raise ValueError(f"PriorSpec: unknown kind {spec.kind!r}; known: {sorted(kinds)}")
-    return kinds[spec.kind](dim, spec.sigma2)
+    if spec.kind not in PRIORS:
+        raise ValueError(f"PriorSpec: unknown kind {spec.kind!r}; known: {sorted(PRIORS)}")
+    return PRIORS[spec.kind](dim, spec.sigma2)
 
 
 class ManifoldFlow(nn.Module):

@@ -55,7 +55,10 @@ from pydantic import (
 
 from mflow.config import FitSpec
 from mflow.datasets import DATASETS
+from mflow.datasets.mnist import FILES as MNIST_FILES
 from mflow.fit import check_train
+from mflow.flow import FLOW_KINDS
+from mflow.model import PRIORS
 from mflow.readout import RULES
 
 __all__ = [
@@ -86,13 +89,13 @@ SHORT_AXES: dict[str, tuple[str, ...]] = {
     "seed": ("train.seed", "data.seed"),
 }
 
-# String fields with a closed set of values, checked here so that a typo fails before any fit
-# starts. Keep in step with mflow (model kinds: mflow/flow.py, prior kinds: mflow/model.py);
-# the training block is also checked by mflow's own ``check_train`` (see ``plan``).
+# String fields with a closed set of values, taken from mflow and checked here so that a typo
+# fails before any fit starts; the training block is also checked by mflow's own
+# ``check_train`` (see ``plan``).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.split": ("test", "train"),
-    "model.kind": ("conv", "mlp"),
-    "prior.kind": ("manifold", "standard"),
+    "data.split": tuple(sorted(MNIST_FILES)),
+    "model.kind": FLOW_KINDS,
+    "prior.kind": tuple(sorted(PRIORS)),
     "readout.rule": tuple(sorted(RULES)),
 }
 
