@@ -1,0 +1,93 @@
+"""``survey submit`` against a real Ray cluster with the Jobs API (a head started here)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pandas as pd
+import pytest
+
+from pipelines.spec import JobError
+from pipelines.submit import submit
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("out", "uri", "message"),
+    [
+        ("results", "http://127.0.0.1:5000", "relative"),
+        ("/shared/results", "sqlite:///mlflow.db", "is local"),
+    ],
+)
+def test_submit_refuses_places_the_cluster_cannot_keep(out, uri, message):
+    with pytest.raises(JobError, match=message):
+        submit("jobs/quickstart.yaml", "http://127.0.0.1:1", out, uri)
+
+
+def test_submit_refuses_job_files_outside_the_project(tmp_path):
+    job = tmp_path / "x.yaml"
+    job.write_text("name: x\n")
+    with pytest.raises(JobError, match="must lie inside"):
+        submit(str(job), "http://127.0.0.1:1", "/shared/r", "http://127.0.0.1:5000")
+
+
+@pytest.mark.slow
+def test_submitted_survey_runs_on_the_cluster(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    from ray.cluster_utils import Cluster
+
+    # The job's entrypoint calls `python`: let it be this environment's, as on a cluster node
+    # whose image has the project installed.
+    monkeypatch.setenv("PATH", f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    port = _free_port()
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2, "include_dashboard": True, "dashboard_port": port,
+            "object_store_memory": 80_000_000,
+        },
+    )
+    server = None
+    try:
+        import subprocess
+
+        mlflow_port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+             str(mlflow_port), "--backend-store-uri", f"sqlite:///{tmp_path}/m.db",
+             "--default-artifact-root", str(tmp_path / "art")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        address = f"http://127.0.0.1:{port}"
+        out = tmp_path / "results"
+        sub = submit(
+            "jobs/quickstart.yaml", address, str(out), f"http://127.0.0.1:{mlflow_port}",
+            overrides=["grid.dataset=[line]", "grid.seed=[0]", "train.steps=50",
+                       "data.n=300"],
+        )
+        assert "ray job logs" in sub.instructions()
+        client = JobSubmissionClient(address)
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            status = client.get_job_status(sub.submission_id)
+            if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+                break
+            time.sleep(2)
+        logs = client.get_job_logs(sub.submission_id)
+        assert status == JobStatus.SUCCEEDED, logs[-2000:]
+        fits = pd.read_parquet(out / "quickstart" / "fits")
+        assert list(fits["status"]) == ["ok"]
+    finally:
+        if server is not None:
+            server.terminate()
+        cluster.shutdown()
