@@ -165,6 +165,23 @@ CASES = {
 }
 
 
+def measure(rounds: int = 5, steps: int = 200) -> list[tuple[str, float, float]]:
+    """``(case, library steps/s, bare steps/s)`` for each case: medians over ``rounds``."""
+    rows = []
+    for name, (spec, make_data, share) in CASES.items():
+        spec = spec.replace(train={"batch_size": 100, "device": "cpu"})
+        data = make_data()
+        lib = Trainer(spec, data)._train_step  # the library's own step, as Trainer.run calls it
+        bare = bare_loop(spec, torch.as_tensor(data.x))
+        n = max(10, int(steps * share))
+        lib_rates, bare_rates = [], []
+        for _ in range(rounds):
+            lib_rates.append(_rate(lib, n))
+            bare_rates.append(_rate(bare, n))
+        rows.append((name, statistics.median(lib_rates), statistics.median(bare_rates)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -174,18 +191,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds")
     print(f"{'case':48s} {'library steps/s':>16s} {'bare steps/s':>13s} {'bare/library':>13s}")
-    for name, (spec, make_data, share) in CASES.items():
-        spec = spec.replace(train={"batch_size": 100, "device": "cpu"})
-        data = make_data()
-        lib = Trainer(spec, data)._train_step  # the library's own step, as Trainer.run calls it
-        bare = bare_loop(spec, torch.as_tensor(data.x))
-        steps = max(10, int(args.steps * share))
-        lib_rates, bare_rates = [], []
-        for _ in range(args.rounds):
-            lib_rates.append(_rate(lib, steps))
-            bare_rates.append(_rate(bare, steps))
-        lr, br = statistics.median(lib_rates), statistics.median(bare_rates)
+    for name, lr, br in measure(args.rounds, args.steps):
         print(f"{name:48s} {lr:16.1f} {br:13.1f} {br / lr:13.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -83,6 +83,10 @@ class TrainSpec:
     grad_clip: float | None = 10.0  # max gradient norm; None disables clipping
     seed: int = 0  # seed of initialisation, batch order and noise
     log_every: int = 100  # record loss, spectrum and estimate every this many steps
+    # Early stop (see mflow.fit.early_stop_due): end the fit once its last this-many + 1 logged
+    # points read one estimate, at the data-noise floor, with a flat loss; 0 = off (the default).
+    early_stop_window: int = 0
+    early_stop_tol: float = 0.05  # flat loss: max - min over the window <= tol * max(1, |loss|)
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"  # float32 or float64
 

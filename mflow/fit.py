@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "Trainer",
     "build_model",
     "check_train",
+    "early_stop_due",
     "fit",
     "make_optimizer",
     "make_result",
@@ -69,6 +70,7 @@ class FitResult:
     wall_s: float  # training time, summed over restarts
     device: str  # where it trained
     diverged_step: int | None = None  # first step whose loss was not finite
+    stop_reason: str | None = None  # 'early_stop' when it settled before train.steps, else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +109,31 @@ def check_train(train: TrainSpec) -> None:
         )
     if train.batch_size < 1 or train.steps < 0 or train.log_every < 1:
         raise ValueError("train: batch_size and log_every must be >= 1, steps >= 0")
+    if train.early_stop_window < 0 or not train.early_stop_tol >= 0:
+        raise ValueError("train: early_stop_window and early_stop_tol must be >= 0")
+
+
+def early_stop_due(curve: Sequence[CurvePoint], train: TrainSpec) -> bool:
+    """Whether a fit has settled and may end before ``train.steps`` (``early_stop_window``
+    ``W > 0``): its last ``W + 1`` logged points read the same estimate, all at the data-noise
+    floor (an estimate read while the noise is still annealed is not final), and their losses
+    lie within ``early_stop_tol * max(1, |loss|)`` of each other (the loss has plateaued).
+
+    Example:
+        >>> train = TrainSpec(early_stop_window=2, noise_floor=0.01)
+        >>> flat = [CurvePoint(s, -3.0, 0.01, 1e-3, 1, (1.0, 1e-4)) for s in (100, 200, 300)]
+        >>> early_stop_due(flat, train), early_stop_due(flat[:2], train)
+        (True, False)
+    """
+    window = train.early_stop_window
+    if window <= 0 or len(curve) <= window:
+        return False
+    recent = curve[-window - 1 :]
+    if len({p.estimate for p in recent}) > 1 or recent[0].noise_std > train.noise_floor:
+        return False
+    losses = [p.loss for p in recent]
+    scale = max(1.0, abs(losses[-1]))
+    return max(losses) - min(losses) <= train.early_stop_tol * scale
 
 
 @torch.no_grad()
@@ -167,6 +194,7 @@ def make_result(
     wall_s: float,
     device: torch.device,
     diverged_step: int | None,
+    stop_reason: str | None = None,
 ) -> FitResult:
     """Assemble a ``FitResult``; a diverged fit has no estimate."""
     diverged = diverged_step is not None
@@ -184,6 +212,7 @@ def make_result(
         wall_s=wall_s,
         device=str(device),
         diverged_step=diverged_step,
+        stop_reason=stop_reason,
     )
 
 
@@ -213,6 +242,7 @@ class Trainer:
         self.curve: list[CurvePoint] = []
         self.wall_s = 0.0
         self.diverged_step: int | None = None
+        self.stop_reason: str | None = None  # 'early_stop' once early_stop_due said so
         # Accumulated on the device, read only at logging steps: no host sync per step.
         self._loss_sum = torch.zeros((), device=self.device, dtype=dtype)
         self._first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
@@ -263,25 +293,31 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, callback: Callable[[CurvePoint, Trainer], Any] | None = None) -> FitResult:
-        """Train until ``spec.train.steps`` (or divergence); call ``callback`` at each log.
+        """Train until ``spec.train.steps``, divergence or an early stop (``early_stop_due``);
+        call ``callback`` at each log.
 
-        A callback that returns ``True`` stops the fit early (after the current point).
+        A callback that returns ``True`` stops the fit early (after the current point), as if
+        it were killed: a later ``run`` continues it. An early stop is final.
         """
         train = self.spec.train
         self.model.train()
         started = time.perf_counter()
         since = self.step
         try:
-            while self.step < train.steps and self.diverged_step is None:
+            while (self.step < train.steps and self.diverged_step is None
+                   and self.stop_reason is None):
                 self._train_step()
                 if self.step % train.log_every == 0 or self.step == train.steps:
                     self.wall_s += time.perf_counter() - started
                     started = time.perf_counter()
                     point = self._log(since)
                     since = self.step
-                    if self.diverged_step is None and callback is not None:
-                        if callback(point, self) is True:
-                            break
+                    if self.diverged_step is not None:
+                        continue
+                    if callback is not None and callback(point, self) is True:
+                        break
+                    if early_stop_due(self.curve, train):
+                        self.stop_reason = "early_stop"
         finally:
             self.wall_s += time.perf_counter() - started
         return self.result()
@@ -291,7 +327,7 @@ class Trainer:
         eigenvalues = tuple(float(v) for v in self.model.spectrum().cpu())
         return make_result(
             self.spec, self.data, self.step, eigenvalues, self.curve, self.wall_s,
-            self.device, self.diverged_step,
+            self.device, self.diverged_step, self.stop_reason,
         )
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -306,6 +342,7 @@ class Trainer:
             "step": self.step,
             "curve": [asdict(p) for p in self.curve],
             "wall_s": self.wall_s,
+            "stop_reason": self.stop_reason,
             "spec": self.spec.to_json(),
         }
 
@@ -322,6 +359,7 @@ class Trainer:
             CurvePoint(**{**p, "eigenvalues": tuple(p["eigenvalues"])}) for p in state["curve"]
         ]
         self.wall_s = float(state["wall_s"])
+        self.stop_reason = state.get("stop_reason")
 
     def save(self, path) -> None:
         """Write ``state_dict()`` to ``path`` (written to a temp name, then renamed)."""

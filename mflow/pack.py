@@ -32,6 +32,7 @@ from mflow.fit import (
     FitResult,
     build_model,
     check_train,
+    early_stop_due,
     make_optimizer,
     make_result,
     noise_std,
@@ -111,6 +112,7 @@ class PackTrainer:
         self.wall_s = 0.0
         self.diverged_steps: list[int | None] = [None] * len(self.specs)
         self.finished: list[FitResult | None] = [None] * len(self.specs)
+        self.stop_reasons: list[str | None] = [None] * len(self.specs)  # 'early_stop' or None
         k = len(self.specs)
         self._loss_sum = torch.zeros(k, device=self.device, dtype=dtype)
         self._first_bad = torch.full((k,), -1, device=self.device, dtype=torch.long)
@@ -200,7 +202,7 @@ class PackTrainer:
     def _result(self, k: int, eigenvalues: tuple[float, ...]) -> FitResult:
         return make_result(
             self.specs[k], self.datas[k], self.step, eigenvalues, self.curves[k],
-            self.wall_s, self.device, self.diverged_steps[k],
+            self.wall_s, self.device, self.diverged_steps[k], self.stop_reasons[k],
         )
 
     def results(self) -> list[FitResult]:
@@ -224,9 +226,10 @@ class PackTrainer:
     ) -> list[FitResult]:
         """Train every fit to ``train.steps``; ``callback(k, point, trainer)`` at each log.
 
-        A callback returning ``True`` stops fit ``k`` there (its result is kept as it was);
-        the pack trains on while any fit is still going. Wall time is shared: each fit's
-        ``wall_s`` is the pack's.
+        A callback returning ``True`` stops fit ``k`` there (its result is kept as it was), and
+        so does an early stop (``early_stop_due`` on fit ``k``'s curve and settings); the pack
+        trains on while any fit is still going. Wall time is shared: each fit's ``wall_s`` is
+        the pack's.
         """
         steps, log_every = self.specs[0].train.steps, self.specs[0].train.log_every
         started = time.perf_counter()
@@ -240,9 +243,14 @@ class PackTrainer:
                     points = self._log(since)
                     since = self.step
                     for k, point in enumerate(points):
-                        if point is None or callback is None:
+                        if point is None:
                             continue
-                        if callback(k, point, self) is True:
+                        if callback is not None and callback(k, point, self) is True:
+                            self.finished[k] = self._result(k, point.eigenvalues)
+                        elif self.diverged_steps[k] is None and early_stop_due(
+                            self.curves[k], self.specs[k].train
+                        ):
+                            self.stop_reasons[k] = "early_stop"
                             self.finished[k] = self._result(k, point.eigenvalues)
         finally:
             self.wall_s += time.perf_counter() - started
@@ -260,6 +268,7 @@ class PackTrainer:
             "step": self.step,
             "curves": [[dataclasses.asdict(p) for p in curve] for curve in self.curves],
             "finished": [k for k, done in enumerate(self.finished) if done is not None],
+            "stop_reasons": list(self.stop_reasons),
             "wall_s": self.wall_s,
             "specs": [s.to_json() for s in self.specs],
         }
@@ -281,11 +290,12 @@ class PackTrainer:
             for curve in state["curves"]
         ]
         self.wall_s = float(state["wall_s"])
+        self.stop_reasons = list(state.get("stop_reasons", [None] * len(self.specs)))
         for k in state["finished"]:
             last = self.curves[k][-1]
             self.finished[k] = make_result(
                 self.specs[k], self.datas[k], last.step, last.eigenvalues, self.curves[k],
-                self.wall_s, self.device, None,
+                self.wall_s, self.device, None, self.stop_reasons[k],
             )
 
 

@@ -3,11 +3,15 @@
     survey run JOB.yaml [--out DIR] [--tracking-uri URI] [--address ADDR] [--set key.path=value]
     survey validate JOB.yaml [--set key.path=value] [--fits]
     survey status NAME|JOB.yaml [--out DIR] [--set key.path=value]
+    survey sync-mlflow NAME|JOB.yaml [--out DIR] [--tracking-uri URI] [--set key.path=value]
+    survey analyze NAME|JOB.yaml [--out DIR] [--rule RULE] [--threshold X] [--group-by AXES]
+    survey report NAME|JOB.yaml [--out DIR] [--tracking-uri URI] [--address ADDR] [--set ...]
 
 Defaults: results under ``$MFLOW_RESULTS`` or ``./results``; MLflow at ``$MLFLOW_TRACKING_URI``
 or ``sqlite:///mlflow.db`` (in the working directory); a local Ray sized to this machine unless
 ``--address`` names a cluster. Bad input prints one line and exits with code 2; a survey with
-failed fits exits 1; an interrupted one 130 (run the same command again to resume).
+failed fits exits 1; an interrupted one 130 (run the same command again to resume);
+``sync-mlflow`` exits 1 when MLflow cannot be reached.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipelines.spec import Fit, Job, JobError, count, load_job, plan
+from pipelines.spec import Fit, Job, JobError, check_data, count, load_job, plan
 from pipelines.survey import Reporter
 
 __all__ = ["main"]
@@ -84,6 +88,49 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("target", metavar="NAME|JOB.yaml")
     status.add_argument("--out", default=None, help="results folder or URI")
     with_set(status)
+
+    sync = commands.add_parser(
+        "sync-mlflow", help="record in MLflow the stored fits it lacks (from Parquet)"
+    )
+    sync.add_argument("target", metavar="NAME|JOB.yaml")
+    sync.add_argument("--out", default=None, help="results folder or URI")
+    sync.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: "
+                      "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    with_set(sync)
+
+    def with_analysis(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--rule", default=None, help="read every stored spectrum again with "
+                       "this readout rule (threshold or gap); default: each fit's own")
+        p.add_argument("--threshold", type=float, default=None, help="the threshold rule's "
+                       "factor (default: each fit's configured one)")
+        p.add_argument("--group-by", default=None, metavar="AXIS,AXIS", help="grid axes to "
+                       "group fits by (default: every axis but the seed; '' pools all)")
+
+    analyze = commands.add_parser(
+        "analyze", help="recompute summary.parquet from the stored spectra (no refit)"
+    )
+    analyze.add_argument("target", metavar="NAME|JOB.yaml")
+    analyze.add_argument("--out", default=None, help="results folder or URI")
+    with_analysis(analyze)
+    with_set(analyze)
+
+    report = commands.add_parser(
+        "report", help="write <out>/NAME/report/index.html: estimates, baselines, plots"
+    )
+    report.add_argument("target", metavar="NAME|JOB.yaml")
+    report.add_argument("--out", default=None, help="results folder or URI")
+    report.add_argument("--tracking-uri", default=None, help="MLflow tracking URI the report "
+                        "is logged to (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    report.add_argument("--address", default=None, help="run the baselines on this Ray "
+                        "cluster (default: a local Ray)")
+    with_analysis(report)
+    report.add_argument("--estimators", default="TwoNN,MLE,lPCA,DANCo", metavar="NAME,NAME",
+                        help="classical estimators (default: %(default)s)")
+    report.add_argument("--baseline-noise", choices=("none", "floor"), default="none",
+                        help="add the fits' data-noise floor to the baselines' points")
+    report.add_argument("--no-baselines", dest="baselines", action="store_false",
+                        help="run no classical estimator (cached ones are still shown)")
+    with_set(report)
     return parser
 
 
@@ -205,6 +252,7 @@ class _ProgressReporter(Reporter):
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     job = load_job(args.job, args.overrides)
     fits = plan(job)
+    check_data(fits)
     _describe(job, console)
     if args.fits:
         for fit in fits:
@@ -220,6 +268,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     job = load_job(args.job, args.overrides)
     fits = plan(job)
+    check_data(fits)
     out = args.out or _default_out()
     tracking = args.tracking_uri or _default_tracking()
     store = Store(out, job.name)
@@ -238,6 +287,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(_summary_table(f"{job.name}: estimated dimension", frame))
     counts = _counts_line(store, fits)
     console.print(f"{job.name}: {counts}", highlight=False)
+    _print_not_ok(store, fits, console)
+    _print_untracked(store, fits, job.name, out, tracking, console)
     console.print(f"fits table: pandas.read_parquet({store.fits_dir!r}); MLflow: "
                   f"{describe(tracking)}", highlight=False, soft_wrap=True)
     if outcome.interrupted:
@@ -259,6 +310,65 @@ def _counts_line(store, fits: Sequence[Fit] | None) -> str:
     parts += [f"{v} {k}" for k, v in sorted(counts.items()) if k not in order]
     total = sum(counts.values())
     return f"{total} fits" + (": " + ", ".join(parts) if parts else "")
+
+
+def _print_not_ok(store, fits: Sequence[Fit], console: Console, limit: int = 20) -> None:
+    """List the survey's fits that diverged or failed, with why (the step, for divergence)."""
+    planned = {fit.fit_id for fit in fits}
+    rows = [r for r in store.read_fits().to_dict("records")
+            if r["fit_id"] in planned and r["status"] != "ok"]
+    for status in ("diverged", "failed"):
+        some = [r for r in rows if r["status"] == status]
+        if not some:
+            continue
+        console.print(f"[red]{status}[/red] ({len(some)}):")
+        for row in some[:limit]:
+            console.print(f"  {row['fit_id']}: {row['error']}", highlight=False)
+        if len(some) > limit:
+            console.print(f"  ... and {len(some) - limit} more (see the fits table)")
+
+
+def _print_untracked(store, fits: Sequence[Fit], name: str, out: str, tracking: str,
+                     console: Console) -> None:
+    """Say how to add to MLflow the fits it missed (it was unreachable for a while)."""
+    planned = {fit.fit_id for fit in fits}
+    table = store.read_fits()
+    missing = int(table[table["fit_id"].isin(planned)]["mlflow_run_id"].isna().sum())
+    if missing:
+        console.print(
+            f"[yellow]warning:[/yellow] {missing} fits have no MLflow run (MLflow was "
+            f"unreachable); record them later with: survey sync-mlflow {name} --out {out} "
+            f"--tracking-uri {tracking}", highlight=False,
+        )
+
+
+def _cmd_sync(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.store import Store
+    from pipelines.tracking import backfill, describe
+
+    out = args.out or _default_out()
+    tracking = args.tracking_uri or _default_tracking()
+    if _is_job_file(args.target):
+        name = load_job(args.target, args.overrides).name
+    elif args.overrides:
+        raise JobError("--set: needs a job file, not a survey name")
+    else:
+        name = args.target
+    store = Store(out, name)
+    if not store.exists():
+        raise JobError(f"{name}: no survey of that name under {out}")
+    try:
+        done = backfill(store, tracking)
+    except Exception as exc:  # noqa: BLE001 - MLflow's errors, told in one line
+        line = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        print(f"error: MLflow at {tracking}: {line}; nothing more recorded, run it again "
+              "when MLflow is back", file=sys.stderr)
+        return EXIT_FAILED_FITS
+    removed = f", {done.removed} duplicate runs deleted" if done.removed else ""
+    console.print(f"{name}: {done.fits} fits, {done.present} already in MLflow, "
+                  f"{done.added} recorded now{removed}; MLflow: {describe(tracking)}",
+                  highlight=False)
+    return 0
 
 
 def _is_job_file(target: str) -> bool:
@@ -284,7 +394,95 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "status": _cmd_status}
+def _analysis_target(args: argparse.Namespace):
+    """The store, the planned fit ids (a job file) or None (a name), and the job's description."""
+    from pipelines.store import Store
+
+    out = args.out or _default_out()
+    if _is_job_file(args.target):
+        job = load_job(args.target, args.overrides)
+        store = Store(out, job.name)
+        fit_ids, description = [fit.fit_id for fit in plan(job)], job.description
+    elif args.overrides:
+        raise JobError("--set: needs a job file, not a survey name")
+    else:
+        store, fit_ids, description = Store(out, args.target), None, None
+    if not store.exists():
+        raise JobError(f"{store.survey}: no fits stored under {out}")
+    return store, fit_ids, description
+
+
+def _analysis_options(args: argparse.Namespace) -> dict[str, Any]:
+    group_by = None
+    if args.group_by is not None:
+        group_by = [a.strip() for a in args.group_by.split(",") if a.strip()]
+    return {"rule": args.rule, "threshold": args.threshold, "group_by": group_by}
+
+
+def _estimates_table(title: str, summary, baselines) -> Table:
+    from pipelines.report import table_rows
+
+    headers, rows = table_rows(summary, baselines)
+    table = Table(title=title, title_justify="left")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.analysis import AnalysisError, summarize, summary_path, write_summary
+    from pipelines.baselines import read_baselines
+
+    store, fit_ids, _ = _analysis_target(args)
+    try:
+        summary = summarize(store.read_fits(), fit_ids=fit_ids, **_analysis_options(args))
+    except AnalysisError as exc:
+        raise JobError(str(exc)) from None
+    write_summary(store, summary)
+    baselines = read_baselines(store, list(summary["group_id"]))
+    console.print(_estimates_table(f"{store.survey}: estimated dimension", summary, baselines))
+    console.print(f"summary.parquet: {summary_path(store)}", highlight=False)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.analysis import AnalysisError
+    from pipelines.baselines import ESTIMATORS
+    from pipelines.report import build_report
+
+    store, fit_ids, description = _analysis_target(args)
+    estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
+    unknown = [e for e in estimators if e not in ESTIMATORS]
+    if unknown:
+        raise JobError(f"--estimators: unknown {unknown[0]!r}; known: {', '.join(ESTIMATORS)}")
+    tracking = args.tracking_uri or _default_tracking()
+    if args.baselines and estimators:
+        console.print(f"{store.survey}: classical baselines ({', '.join(estimators)}), cached "
+                      "per group, on Ray", highlight=False)
+    try:
+        report = build_report(
+            store, fit_ids=fit_ids, description=description, **_analysis_options(args),
+            baselines=args.baselines and bool(estimators), estimators=estimators,
+            noise=args.baseline_noise, address=args.address, tracking_uri=tracking,
+            warn=lambda message: console.print(f"[yellow]warning:[/yellow] {message}"),
+        )
+    except AnalysisError as exc:
+        raise JobError(str(exc)) from None
+    console.print(_estimates_table(f"{store.survey}: estimated dimension", report.summary,
+                                   report.baselines))
+    console.print(f"report: {report.index}", highlight=False, soft_wrap=True)
+    if report.mlflow_run_id:
+        console.print(f"logged to MLflow run {report.mlflow_run_id} ({tracking})",
+                      highlight=False)
+    return 0
+
+
+_COMMANDS = {
+    "run": _cmd_run, "validate": _cmd_validate, "status": _cmd_status, "sync-mlflow": _cmd_sync,
+    "analyze": _cmd_analyze, "report": _cmd_report,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

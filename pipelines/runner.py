@@ -1,18 +1,30 @@
-"""The Ray adapter: each fit runs as one Ray Tune trial; the driver hears how each one ends.
+"""The Ray adapter: each trial runs one fit, or one pack of small same-shaped fits; the driver
+hears how each fit ends.
 
-A trial (``_trial``) builds a ``mflow.fit.Trainer``, restores it from the trial's latest
-checkpoint when Tune restarts it after a failure (``FailureConfig(max_failures=retries)``),
-or from the newest checkpoint an earlier, killed survey run left for the same fit id, and
-trains. Every ``train.log_every`` steps it calls ``tune.report`` with a few metrics, and with
-a checkpoint holding the trainer's full state when ``resources.checkpoint_every_s`` seconds
-have passed since the last one (each checkpoint costs a copy and a snapshot of Tune's
-experiment state; a killed trial loses at most that much work). Its last report's
-checkpoint also holds the ``FitResult`` as JSON (``result.json``): the driver reads it from
-there, so results reach the driver without passing large spectra through Tune's metrics.
+``run_trials`` cuts the fits into packs (``pipelines.packing``; ``resources.pack`` fits at
+most, ``auto`` sized from the model and the device) and runs one Tune trial per pack. A pack of
+one fit trains with ``mflow.fit.Trainer``; a larger one with ``mflow.pack.PackTrainer``, which
+trains its fits as one vectorised ensemble while each keeps its own data order, curve and result.
 
-Checkpoints live under ``<storage>/<experiment>/<fit_id>/checkpoint_NNNNNN/`` (one experiment
-per survey run; ``CheckpointConfig(num_to_keep=1)``). Only the driver writes Parquet and
-MLflow: ``run_trials`` forwards trial events to a ``FitEvents`` object in the driver process.
+A trial (``_trial``) restores its trainer from the trial's latest checkpoint when Tune restarts
+it after a failure (``FailureConfig(max_failures=retries)``), or from the newest checkpoint an
+earlier, killed survey run left for the same fits, and trains. Every ``train.log_every`` steps
+it calls ``tune.report`` with a few metrics per fit, and with a checkpoint holding the trainer's
+full state when ``resources.checkpoint_every_s`` seconds have passed since the last one (each
+checkpoint costs a copy and a snapshot of Tune's experiment state; a killed trial loses at most
+that much work). Its last report's checkpoint also holds every fit's ``FitResult`` as JSON
+(``result.json``): the driver reads them from there, so results reach the driver without passing
+large spectra through Tune's metrics, and a fit whose final checkpoint an earlier run left (its
+driver stopped before recording it) is recorded from that checkpoint without training again.
+
+Trials reuse their Ray actors (``reuse_actors``): a new trial does not start a worker process
+and import torch again, which costs seconds per trial on a small machine.
+
+Checkpoints live under ``<storage>/<experiment>/<trial>/checkpoint_NNNNNN/`` (one experiment
+per survey run; ``CheckpointConfig(num_to_keep=1)``); the trial folder of a single fit is named
+by its fit id, that of a pack ``pack-<K>-<hash>`` (``packing.pack_id``), and each checkpoint's
+``meta.json`` lists its fit ids. Only the driver writes Parquet and MLflow: ``run_trials``
+forwards trial events, one per fit, to a ``FitEvents`` object in the driver process.
 """
 
 from __future__ import annotations
@@ -32,12 +44,14 @@ import pyarrow.fs as pafs
 
 from mflow.config import FitSpec
 from mflow.fit import CurvePoint, FitResult, Trainer
+from pipelines import packing
 from pipelines.spec import Fit, Resources
 
 __all__ = [
     "FitEvents",
     "init_ray",
     "latest_checkpoints",
+    "plan_packs",
     "prune_checkpoints",
     "result_from_dict",
     "result_to_dict",
@@ -45,9 +59,10 @@ __all__ = [
 ]
 
 STATE_FILE = "state.pt"  # the trainer's state_dict (torch.save)
-META_FILE = "meta.json"  # {"fit_id": ..., "step": ...}
-RESULT_FILE = "result.json"  # the FitResult, in the last checkpoint only
+META_FILE = "meta.json"  # {"fit_ids": [...], "step": ..., "final": ...}
+RESULT_FILE = "result.json"  # {fit_id: FitResult}, in the last checkpoint only
 TOP_EIGENVALUES = 10  # eigenvalues reported as metrics at each step
+PACK_PREFIX = "pack-"  # trial folders of packs (see packing.pack_id)
 
 # Ray Tune's own console output and per-trial loggers are replaced by the survey's.
 _TUNE_ENV = {
@@ -92,36 +107,49 @@ def _metrics(fit_id: str, point: CurvePoint) -> dict[str, Any]:
 
 
 def _report(
-    trainer: Trainer, fit_id: str, metrics: dict[str, Any], result=None, checkpoint: bool = True
+    trainer, fit_ids: Sequence[str], metrics: dict[str, Any],
+    results: Mapping[str, FitResult] | None = None, checkpoint: bool = True,
 ) -> None:
+    """``tune.report`` ``metrics``, with a checkpoint of ``trainer`` (a ``Trainer`` or a
+    ``PackTrainer``) when asked, and the fits' results when they are final."""
+    import torch
     from ray import tune
 
     if not checkpoint:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="mflow-ckpt-") as folder:
-        trainer.save(Path(folder, STATE_FILE))
-        Path(folder, META_FILE).write_text(json.dumps({"fit_id": fit_id, "step": trainer.step}))
-        if result is not None:
-            Path(folder, RESULT_FILE).write_text(json.dumps(result_to_dict(result)))
+        torch.save(trainer.state_dict(), Path(folder, STATE_FILE))
+        meta = {"fit_ids": list(fit_ids), "step": trainer.step, "final": results is not None}
+        Path(folder, META_FILE).write_text(json.dumps(meta))
+        if results is not None:
+            text = json.dumps({k: result_to_dict(r) for k, r in results.items()})
+            Path(folder, RESULT_FILE).write_text(text)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def _restore(trainer: Trainer, checkpoint) -> None:
-    with checkpoint.as_directory() as folder:
-        trainer.restore(Path(folder, STATE_FILE))
-
-
-def _trial(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one fit, checkpointed at every logged step."""
+def _restore(trainer, checkpoint) -> None:
     import torch
+
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder, STATE_FILE), map_location=trainer.device,
+                           weights_only=True)
+    trainer.load_state_dict(state)
+
+
+def _trainer(specs: Sequence[FitSpec], job: Mapping[str, Any]):
+    """The trial's trainer, restored from Tune's checkpoint of this trial (it must load) or
+    from an earlier survey run's (used when it loads; else the fits start afresh)."""
     from ray import tune
 
-    job = config["fit"]
-    fit_id = job["fit_id"]
-    torch.set_num_threads(max(1, int(job["threads"])))
-    spec = FitSpec.from_dict(json.loads(job["spec"]))
-    trainer = Trainer(spec)
+    from mflow.pack import PackTrainer
+
+    def make(datas=None):
+        if len(specs) == 1:
+            return Trainer(specs[0], datas[0] if datas else None)
+        return PackTrainer(specs, datas)
+
+    trainer = make()
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         _restore(trainer, checkpoint)  # Tune restarted this trial: its state must load
@@ -129,22 +157,46 @@ def _trial(config: dict[str, Any]) -> None:
         try:  # a checkpoint left by an earlier survey run; start afresh if it is unusable
             _restore(trainer, tune.Checkpoint(job["resume"]))
         except Exception:  # noqa: BLE001 - any unreadable checkpoint means: start afresh
-            trainer = Trainer(spec, trainer.data)
+            trainer = make(trainer.datas if len(specs) > 1 else [trainer.data])
+    return trainer
 
+
+def _trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: one fit or one pack, checkpointed at logged steps."""
+    import torch
+
+    job = config["fit"]
+    fit_ids = [f["fit_id"] for f in job["fits"]]
+    torch.set_num_threads(max(1, int(job["threads"])))
+    specs = [FitSpec.from_dict(json.loads(f["spec"])) for f in job["fits"]]
+    trainer = _trainer(specs, job)
     last_checkpoint = time.monotonic()
 
-    def callback(point: CurvePoint, trainer: Trainer) -> None:
+    def report(metrics: dict[str, Any]) -> None:
         nonlocal last_checkpoint
         due = time.monotonic() - last_checkpoint >= job["checkpoint_every_s"]
-        _report(trainer, fit_id, _metrics(fit_id, point), checkpoint=due)
+        _report(trainer, fit_ids, metrics, checkpoint=due)
         if due:
             last_checkpoint = time.monotonic()
 
-    result = trainer.run(callback)
-    final = {"fit_id": fit_id, "step": result.steps, "final": True, "status": result.status}
-    if result.id_estimate is not None:
-        final["estimate"] = result.id_estimate
-    _report(trainer, fit_id, final, result=result)
+    if len(specs) == 1:
+        results = [trainer.run(lambda point, _: report(_metrics(fit_ids[0], point)))]
+    else:
+        points: dict[str, dict[str, Any]] = {}
+
+        def callback(k: int, point: CurvePoint, pack) -> None:
+            # One report per logged step, with the points of every fit logged at that step.
+            points[fit_ids[k]] = _metrics(fit_ids[k], point)
+            logged = [j for j, curve in enumerate(pack.curves) if curve
+                      and curve[-1].step == pack.step]
+            if k == logged[-1]:
+                report({"step": pack.step, "fits": dict(points)})
+                points.clear()
+
+        results = trainer.run(callback)
+    final = {"step": trainer.step, "final": True, "fit_ids": fit_ids,
+             "statuses": [r.status for r in results]}
+    _report(trainer, fit_ids, final, results=dict(zip(fit_ids, results, strict=True)))
 
 
 # -- the driver side -------------------------------------------------------------------------
@@ -195,13 +247,16 @@ def _error_of(trial) -> tuple[str, str]:
     return line[:2000], detail
 
 
-def _read_result(trial) -> FitResult:
-    checkpoint = trial.checkpoint
+def _read_json(checkpoint, name: str) -> Any:
+    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{name}") as f:
+        return json.loads(f.readall().decode())
+
+
+def _read_results(checkpoint) -> dict[str, FitResult]:
+    """``{fit_id: FitResult}`` from a trial's final checkpoint."""
     if checkpoint is None:
         raise RuntimeError("the trial ended without a checkpoint")
-    path = f"{checkpoint.path}/{RESULT_FILE}"
-    with checkpoint.filesystem.open_input_stream(path) as f:
-        return result_from_dict(json.loads(f.readall().decode()))
+    return {k: result_from_dict(d) for k, d in _read_json(checkpoint, RESULT_FILE).items()}
 
 
 def _make_callback(events: FitEvents):
@@ -229,34 +284,52 @@ def _make_callback(events: FitEvents):
                 self.errors.append(exc)
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self._call(self.events.started, _fit_id(trial))
+            for fit_id in _fit_ids(trial):
+                self._call(self.events.started, fit_id)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            if not result.get("final"):
-                self._call(self.events.progress, _fit_id(trial), result)
+            if result.get("final"):
+                return
+            fits = result.get("fits")
+            if fits is None:  # a single fit reports its metrics flat
+                self._call(self.events.progress, _fit_ids(trial)[0], result)
+                return
+            shared = {k: v for k, v in result.items() if k != "fits"}
+            for fit_id, metrics in fits.items():
+                self._call(self.events.progress, fit_id, {**shared, **metrics})
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             line, _ = _error_of(trial)
-            self._call(self.events.retrying, _fit_id(trial), line, trial.num_failures)
+            for fit_id in _fit_ids(trial):
+                self._call(self.events.retrying, fit_id, line, trial.num_failures)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            fit_id = _fit_id(trial)
             try:
-                result = _read_result(trial)
-            except Exception as exc:  # noqa: BLE001 - recorded as a failed fit
-                self._call(self.events.failed, fit_id, f"no result: {exc}", "", trial.num_failures)
-                return
-            self._call(self.events.finished, fit_id, result, trial.num_failures)
+                results = _read_results(trial.checkpoint)
+            except Exception as exc:  # noqa: BLE001 - recorded as failed fits
+                results, error = {}, f"no result: {exc}"
+            else:
+                error = "no result: the pack's final checkpoint lacks it"
+            for fit_id in _fit_ids(trial):
+                if fit_id in results:
+                    self._call(self.events.finished, fit_id, results[fit_id], trial.num_failures)
+                else:
+                    self._call(self.events.failed, fit_id, error, "", trial.num_failures)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             line, detail = _error_of(trial)
-            self._call(self.events.failed, _fit_id(trial), line, detail, trial.num_failures)
+            for fit_id in _fit_ids(trial):
+                self._call(self.events.failed, fit_id, line, detail, trial.num_failures)
 
     return _Forward(events)
 
 
-def _fit_id(trial) -> str:
-    return trial.config["fit"]["fit_id"]
+def _trial_id(trial) -> str:
+    return trial.config["fit"]["trial_id"]
+
+
+def _fit_ids(trial) -> list[str]:
+    return [f["fit_id"] for f in trial.config["fit"]["fits"]]
 
 
 def _make_stopper(forward):
@@ -343,6 +416,88 @@ def _concurrency(resources: Resources) -> int:
     return max(1, limit)
 
 
+GPU_MEMORY_FALLBACK = 16 * 2**30  # bytes assumed for a GPU that could not be asked in time
+
+
+def _gpu_memory(resources: Resources, timeout_s: float = 300.0) -> float:
+    """Total memory of a GPU a trial gets, asked of one through a Ray task (the driver may
+    have none); ``GPU_MEMORY_FALLBACK`` if none answers in ``timeout_s``."""
+    import ray
+
+    def probe() -> int:
+        import torch
+
+        return torch.cuda.get_device_properties(0).total_memory
+
+    task = ray.remote(probe).options(num_gpus=min(1.0, resources.gpu), num_cpus=0)
+    try:
+        return float(ray.get(task.remote(), timeout=timeout_s))
+    except Exception:  # noqa: BLE001 - no GPU in time, or none usable: assume a small one
+        return float(GPU_MEMORY_FALLBACK)
+
+
+def _trial_memory(resources: Resources) -> float:
+    """Bytes one trial may fill: its share of a GPU's memory, or else its share of the
+    cluster's memory when every trial slot is busy."""
+    import ray
+
+    if resources.gpu > 0:
+        return min(1.0, resources.gpu) * _gpu_memory(resources)
+    return ray.cluster_resources().get("memory", 2**31) / _concurrency(resources)
+
+
+def _auto_sizes(fits: Sequence[Fit], resources: Resources) -> dict[str, int]:
+    """``resources.pack: auto``: fits per pack for each group of packable fits, from one fit's
+    cost (its data loaded here) and the trial's device (``packing.auto_pack_size``)."""
+    from mflow.datasets import load
+    from mflow.pack import pack_key
+
+    memory = _trial_memory(resources)
+    sizes: dict[str, int] = {}
+    for fit in fits:
+        key = pack_key(fit.spec)
+        if key in sizes:
+            continue
+        try:
+            cost = packing.step_cost(fit.spec, load(fit.spec.data))
+        except Exception:  # noqa: BLE001 - the fit's own trial reports why it cannot run
+            sizes[key] = 1
+            continue
+        sizes[key] = packing.auto_pack_size(cost, gpu=resources.gpu > 0, memory=memory)
+    return sizes
+
+
+def plan_packs(
+    fits: Sequence[Fit], resources: Resources, resume: Mapping[str, str] | None = None
+) -> list[list[Fit]]:
+    """The trials ``run_trials`` runs for ``fits``: packs of at most ``resources.pack`` fits
+    (sized per group for ``auto``), earlier runs' packs formed again (``packing.make_packs``)."""
+    if resources.pack == "auto":
+        sizes: dict[str, int] | int = _auto_sizes(fits, resources)
+    else:
+        sizes = int(resources.pack)
+    return packing.make_packs(fits, sizes, resume)
+
+
+def _final_results(resume: Mapping[str, str], wanted: set[str]) -> dict[str, FitResult]:
+    """Results of ``wanted`` fits held by the final checkpoints that earlier runs left."""
+    from ray import tune
+
+    out: dict[str, FitResult] = {}
+    for location in sorted({resume[k] for k in wanted if k in resume}):
+        try:
+            checkpoint = tune.Checkpoint(location)
+            if not _read_json(checkpoint, META_FILE).get("final"):
+                continue
+            results = _read_results(checkpoint)
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint: its trial will cope
+            continue
+        out.update(
+            (k, r) for k, r in results.items() if k in wanted and resume.get(k) == location
+        )
+    return out
+
+
 def run_trials(
     fits: Sequence[Fit],
     resources: Resources,
@@ -354,12 +509,14 @@ def run_trials(
     """Run ``fits`` as Tune trials on the connected Ray cluster; blocks until they end.
 
     Args:
-        fits: the fits to run (one trial each).
-        resources: CPUs, GPUs, concurrency and retries per trial.
+        fits: the fits to run (one trial per pack; see ``plan_packs``).
+        resources: CPUs, GPUs, fits per pack, concurrency and retries per trial.
         storage: Tune's ``storage_path`` (a local path or a URI Ray takes).
         experiment: the experiment folder under ``storage`` (one per survey run).
-        events: told, in this process, when each trial starts, reports, retries and ends.
-        resume: ``{fit_id: checkpoint}`` left by earlier runs, to continue from.
+        events: told, in this process, when each fit starts, reports, retries and ends.
+        resume: ``{fit_id: checkpoint}`` left by earlier runs, to continue from. A fit whose
+            checkpoint is final is recorded from it (``started``, then ``finished``) when it
+            ended ok, and trains afresh otherwise (a retry).
     """
     from ray import tune
 
@@ -367,26 +524,40 @@ def run_trials(
         os.environ.setdefault(key, value)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    resume = resume or {}
+    resume = dict(resume or {})
+    finals = _final_results(resume, {fit.fit_id for fit in fits})
+    for fit_id, result in finals.items():
+        if result.status == "ok":
+            events.started(fit_id)
+            events.finished(fit_id, result, 0)
+        else:
+            del resume[fit_id]
+    fits = [f for f in fits if f.fit_id not in finals or finals[f.fit_id].status != "ok"]
+    if not fits:
+        return
     threads = max(1, int(resources.cpu))
-    configs = [
-        {
-            "fit_id": fit.fit_id,
-            "spec": fit.spec.to_json(),
-            "resume": resume.get(fit.fit_id),
-            "threads": threads,
-            "checkpoint_every_s": resources.checkpoint_every_s,
-        }
-        for fit in fits
-    ]
+    configs = []
+    for pack in plan_packs(fits, resources, resume):
+        ids = [fit.fit_id for fit in pack]
+        locations = {resume.get(fit_id) for fit_id in ids}
+        configs.append(
+            {
+                "trial_id": ids[0] if len(ids) == 1 else packing.pack_id(ids),
+                "fits": [{"fit_id": fit.fit_id, "spec": fit.spec.to_json()} for fit in pack],
+                "resume": locations.pop() if len(locations) == 1 else None,
+                "threads": threads,
+                "checkpoint_every_s": resources.checkpoint_every_s,
+            }
+        )
     forward = _make_callback(events)
     tuner = tune.Tuner(
         tune.with_resources(_trial, {"cpu": resources.cpu, "gpu": resources.gpu}),
         param_space={"fit": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=_concurrency(resources),
-            trial_name_creator=_fit_id,
-            trial_dirname_creator=_fit_id,
+            reuse_actors=True,
+            trial_name_creator=_trial_id,
+            trial_dirname_creator=_trial_id,
         ),
         run_config=tune.RunConfig(
             name=experiment,
@@ -413,42 +584,59 @@ def _list(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
         return []
 
 
+def _checkpoints(fs: pafs.FileSystem, trial: pafs.FileInfo) -> list[tuple[pafs.FileInfo, dict]]:
+    """The checkpoint folders of a trial folder with their ``meta.json`` (unreadable: left out)."""
+    out = []
+    for checkpoint in _list(fs, trial.path):
+        if not checkpoint.base_name.startswith("checkpoint_"):
+            continue
+        try:
+            with fs.open_input_stream(f"{checkpoint.path}/{META_FILE}") as f:
+                meta = json.loads(f.readall().decode())
+            meta["step"] = int(meta["step"])
+            meta["fit_ids"] = list(meta.get("fit_ids") or [trial.base_name])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        out.append((checkpoint, meta))
+    return out
+
+
 def latest_checkpoints(
     fs: pafs.FileSystem, root: str, uri: str, fit_ids: Sequence[str]
 ) -> dict[str, str]:
-    """``{fit_id: checkpoint}``: the checkpoint with the most steps that any earlier run left.
+    """``{fit_id: checkpoint}``: the checkpoint with the most steps that any earlier run left
+    for each fit, its own or its pack's (fits of one pack share a checkpoint).
 
     ``root`` is the Tune storage folder on ``fs``; ``uri`` the same folder as Ray names it
     (equal for local paths), used to build the returned locations.
     """
     wanted = set(fit_ids)
-    best: dict[str, tuple[int, str, str]] = {}
+    best: dict[str, tuple[int, str, str, str]] = {}
     for experiment in _list(fs, root):
         if experiment.type != pafs.FileType.Directory:
             continue
         for trial in _list(fs, experiment.path):
-            if trial.base_name not in wanted or trial.type != pafs.FileType.Directory:
+            if trial.type != pafs.FileType.Directory:
                 continue
-            for checkpoint in _list(fs, trial.path):
-                if not checkpoint.base_name.startswith("checkpoint_"):
-                    continue
-                try:
-                    with fs.open_input_stream(f"{checkpoint.path}/{META_FILE}") as f:
-                        step = int(json.loads(f.readall().decode())["step"])
-                except (OSError, ValueError, KeyError):
-                    continue
-                rank = (step, experiment.base_name, checkpoint.base_name)
-                if trial.base_name not in best or rank > best[trial.base_name][:3]:
-                    location = "/".join(
-                        (uri.rstrip("/"), experiment.base_name, trial.base_name,
-                         checkpoint.base_name)
-                    )
-                    best[trial.base_name] = (*rank, location)
+            if trial.base_name not in wanted and not trial.base_name.startswith(PACK_PREFIX):
+                continue
+            for checkpoint, meta in _checkpoints(fs, trial):
+                rank = (meta["step"], experiment.base_name, checkpoint.base_name)
+                location = "/".join(
+                    (uri.rstrip("/"), experiment.base_name, trial.base_name, checkpoint.base_name)
+                )
+                for fit_id in wanted.intersection(meta["fit_ids"]):
+                    if fit_id not in best or rank > best[fit_id][:3]:
+                        best[fit_id] = (*rank, location)
     return {fit_id: entry[3] for fit_id, entry in best.items()}
 
 
 def prune_checkpoints(fs: pafs.FileSystem, root: str, fit_ids: Sequence[str]) -> None:
-    """Delete the trial folders of ``fit_ids`` (fits stored for good), then empty runs."""
+    """Delete the trial folders of ``fit_ids`` (fits stored for good), then empty runs.
+
+    A pack's folder goes when every fit its checkpoints name is stored, or when it holds no
+    checkpoint (nothing to continue from).
+    """
     done = set(fit_ids)
     for experiment in _list(fs, root):
         if experiment.type != pafs.FileType.Directory:
@@ -457,7 +645,12 @@ def prune_checkpoints(fs: pafs.FileSystem, root: str, fit_ids: Sequence[str]) ->
         for trial in _list(fs, experiment.path):
             if trial.type != pafs.FileType.Directory:
                 continue
-            if trial.base_name in done:
+            if trial.base_name.startswith(PACK_PREFIX):
+                names = {i for _, meta in _checkpoints(fs, trial) for i in meta["fit_ids"]}
+                finished = names <= done
+            else:
+                finished = trial.base_name in done
+            if finished:
                 fs.delete_dir(trial.path)
             else:
                 remaining = True

@@ -44,6 +44,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -52,8 +53,9 @@ from pydantic import (
     ValidationError,
     create_model,
 )
+from pydantic_core import PydanticCustomError
 
-from mflow.config import FitSpec
+from mflow.config import DataSpec, FitSpec
 from mflow.datasets import DATASETS
 from mflow.datasets.mnist import FILES as MNIST_FILES
 from mflow.fit import check_train
@@ -62,6 +64,7 @@ from mflow.model import PRIORS
 from mflow.readout import RULES
 
 __all__ = [
+    "BOUNDS",
     "SECTIONS",
     "SHORT_AXES",
     "Axis",
@@ -70,6 +73,8 @@ __all__ = [
     "JobError",
     "Resources",
     "apply_overrides",
+    "check_data",
+    "check_name",
     "count",
     "expand",
     "fit_id",
@@ -99,7 +104,34 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "readout.rule": tuple(sorted(RULES)),
 }
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Lower bounds of numeric fields: a value outside cannot train, or means nothing (a zero noise
+# floor or spread variance makes the readout's floor vanish). Every float must also be finite.
+BOUNDS: dict[str, tuple[str, float]] = {
+    "data.n": (">=", 1),
+    "data.latent_dim": (">=", 1),
+    "data.vae_steps": (">=", 1),
+    "prior.sigma2": (">", 0),
+    "prior.entropy_weight": (">=", 0),
+    "train.steps": (">=", 0),
+    "train.batch_size": (">=", 1),
+    "train.log_every": (">=", 1),
+    "train.lr": (">", 0),
+    "train.lr_prior": (">", 0),
+    "train.lr_decay": (">", 0),
+    "train.lr_decay_every": (">=", 1),
+    "train.weight_decay": (">=", 0),
+    "train.weight_decay_prior": (">=", 0),
+    "train.noise_start": (">=", 0),
+    "train.noise_floor": (">", 0),
+    "train.noise_decay": (">", 0),
+    "train.noise_decay_every": (">=", 1),
+    "train.grad_clip": (">", 0),
+    "train.early_stop_window": (">=", 0),
+    "train.early_stop_tol": (">=", 0),
+    "readout.threshold": (">", 0),
+}
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LABEL = "label"
 
 
@@ -178,6 +210,18 @@ def _section_model(section: str) -> type[BaseModel]:
     )
 
 
+def _pack(value: Any) -> Any:
+    """``resources.pack``: an integer >= 1, or ``'auto'``."""
+    if value == "auto" or (type(value) is int and value >= 1):
+        return value
+    raise PydanticCustomError(
+        "pack", "expected an integer >= 1 or 'auto', got {got}", {"got": repr(value)}
+    )
+
+
+Pack = Annotated[int | str, PlainValidator(_pack)]
+
+
 class Resources(BaseModel):
     """What one trial asks of the cluster, and how often a failed trial is retried."""
 
@@ -185,7 +229,9 @@ class Resources(BaseModel):
 
     cpu: LaxFloat = Field(1.0, gt=0)  # CPUs per trial
     gpu: LaxFloat = Field(0.0, ge=0)  # GPUs per trial; fractions share a GPU
-    pack: StrictInt = Field(1, ge=1)  # fits per trial (packing arrives with a later issue)
+    # Fits per trial: at most this many same-shaped fits train as one vectorised ensemble; 1
+    # runs each fit alone; auto sizes packs from the model and the device (pipelines.packing).
+    pack: Pack = 1
     max_concurrent: StrictInt | None = Field(None, ge=1)  # trials at once; None: cluster size
     retries: StrictInt = Field(2, ge=0)  # restarts of a failed trial (Tune's max_failures)
     checkpoint_every_s: LaxFloat = Field(30.0, ge=0)  # min seconds between checkpoints; 0: all
@@ -330,7 +376,32 @@ def _check_value(path: str, value: Any, where: str) -> Any:
         raise JobError(
             f"{where}: unknown dataset {value!r}; known: {', '.join(sorted(DATASETS))}"
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise JobError(f"{where}: must be a finite number, got {value!r}")
+    bound = BOUNDS.get(path)
+    if bound is not None and value is not None:
+        op, limit = bound
+        if not (value > limit if op == ">" else value >= limit):
+            raise JobError(f"{where}: must be {op} {limit:g}, got {value!r}")
     return value
+
+
+def check_name(name: str, where: str = "name") -> str:
+    """``name`` when it is a filename-safe survey name, else a ``JobError`` naming ``where``.
+
+    A survey's results live in ``<out>/<name>/``: a name with ``/``, ``..`` or a leading
+    ``.`` would put them elsewhere, or hide them.
+
+    Example:
+        >>> check_name("mnist_digits-v2")
+        'mnist_digits-v2'
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise JobError(
+            f"{where}: {name!r} must be filename-safe (letters, digits, '_', '-', '.'; "
+            "starting with a letter or digit)"
+        )
+    return name
 
 
 def _paths_of(key: str, where: str) -> tuple[str, ...]:
@@ -455,10 +526,7 @@ def parse_job(
         top = _TOP.model_validate(raw)
     except ValidationError as exc:
         raise _from_validation(exc) from None
-    if not _NAME.match(top.name):
-        raise JobError(
-            f"name: {top.name!r} must be filename-safe (letters, digits, '_', '-', '.')"
-        )
+    check_name(top.name)
     base: dict[str, dict[str, Any]] = {}
     for section in SECTIONS:
         block = getattr(top, section)
@@ -483,8 +551,6 @@ def parse_job(
             f"resources.gpu: {resources.gpu:g} asked for; data-parallel fits over several GPUs "
             "are not supported yet, use gpu <= 1"
         )
-    if resources.pack != 1:
-        raise JobError("resources.pack: packing several fits per trial is not supported yet; use 1")
     return Job(
         name=top.name,
         description=top.description,
@@ -556,3 +622,68 @@ def plan(job: Job) -> list[Fit]:
     if not fits:
         raise JobError("grid: expands to no fit")
     return fits
+
+
+# -- the data the fits will read -----------------------------------------------------------
+
+
+def check_data(fits: Sequence[Fit]) -> None:
+    """Refuse data the fits cannot train on, before any fit starts (``survey validate`` and
+    ``survey run`` both call this after ``plan``).
+
+    Each distinct source is read once: a user's array file (missing, unreadable, wrong rank,
+    rows with NaN or inf), the MNIST files of a split (missing, corrupt; also behind
+    ``synthetic_mnist``, whose VAE trains on them; the VAE itself is not trained here), or
+    the points of a generated dataset. Also refused: a class the data does not hold, classes
+    asked of data without labels, and fewer points than one batch. The loaders' messages
+    name the file; the grid point is added when the fit has one.
+    """
+    sources: dict[Any, Any] = {}
+    for fit in fits:
+        try:
+            rows = _data_rows(fit.spec.data, sources)
+            batch = fit.spec.train.batch_size
+            if rows < batch:
+                raise ValueError(
+                    f"train.batch_size: {batch}, but the fit has {rows} data points "
+                    f"({fit.spec.data.dataset}); lower the batch size or use more points"
+                )
+        except (OSError, ValueError) as exc:
+            where = f" (grid point {fit.axes})" if fit.axes else ""
+            raise JobError(f"{exc}{where}") from None
+
+
+def _data_rows(data: DataSpec, sources: dict[Any, Any]) -> int:
+    """The number of points a fit of ``data`` sees; ``sources`` caches what was read."""
+    from mflow.datasets import load
+    from mflow.datasets.arrays import read_array
+    from mflow.datasets.mnist import read_mnist, subset_indices
+
+    def unlabelled() -> None:
+        if data.classes is not None:
+            raise ValueError(
+                f"data.classes: the {data.dataset!r} data have no class labels, so classes "
+                f"{list(data.classes)} cannot be kept"
+            )
+
+    if data.dataset == "array":
+        unlabelled()
+        if data.path is None:
+            raise ValueError("data.path: the 'array' dataset needs the path of a data file")
+        key = ("array", data.path, data.key)
+        if key not in sources:
+            sources[key] = len(read_array(data.path, data.key))
+        return min(sources[key], data.n)
+    if data.dataset in ("mnist", "synthetic_mnist"):
+        key = ("mnist", data.root, data.split)
+        if key not in sources:
+            sources[key] = read_mnist(data.root, data.split)[1]
+        index = subset_indices(sources[key], data.classes, data.n, data.seed)
+        return len(index) if data.dataset == "mnist" else data.n
+    if data not in sources:
+        dataset = load(data)
+        sources[data] = (dataset.n, dataset.labels is not None)
+    rows, labelled = sources[data]
+    if not labelled:
+        unlabelled()
+    return rows

@@ -9,8 +9,10 @@ Layout under ``<out>/<survey>/``::
 A file is written under a temporary name starting with ``.`` in the same folder, then moved
 onto its final name, so ``pandas.read_parquet('<out>/<survey>/fits')`` (whose dataset discovery
 skips names starting with ``.`` or ``_``) never sees a half-written file, and a fit written
-twice still has one row. ``<out>`` is a local path or any URI pyarrow's filesystems take
-(``s3://bucket/prefix``).
+twice still has one row. A writer killed between the two steps leaves its temporary file;
+``Store.prepare`` (called before a survey run starts) deletes such files, after checking that
+the folder can be written at all. ``<out>`` is a local path or any URI pyarrow's filesystems
+take (``s3://bucket/prefix``); the survey name must be filename-safe (``check_name``).
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mflow.fit import FitResult
-from pipelines.spec import SHORT_AXES, Fit
+from pipelines.spec import SHORT_AXES, Fit, JobError, check_name
 
 __all__ = ["CURVES_SCHEMA", "FITS_SCHEMA", "Store", "curve_rows", "fit_record", "group_label"]
 
 _LIST = pa.list_(pa.float64())
+_WRITE_CHECK = ".write-check."  # prefix of the file Store.prepare writes and deletes
 
 FITS_SCHEMA = pa.schema(
     [
@@ -57,6 +60,7 @@ FITS_SCHEMA = pa.schema(
         ("wall_s", pa.float64()),
         ("device", pa.string()),
         ("diverged_step", pa.int64()),
+        ("stop_reason", pa.string()),  # early_stop when it settled before train.steps, else null
         ("retries", pa.int64()),  # trial restarts after failures
         ("axes", pa.string()),  # JSON: grid axis -> this fit's value (label)
         ("group", pa.string()),  # the non-seed axes, "axis=value ...": fits that differ by seed
@@ -130,6 +134,7 @@ def fit_record(
         "wall_s": None,
         "device": None,
         "diverged_step": None,
+        "stop_reason": None,
         "retries": retries,
         "axes": json.dumps(fit.axes, sort_keys=False),
         "group": group_label(fit.axes),
@@ -151,6 +156,7 @@ def fit_record(
             wall_s=result.wall_s,
             device=result.device,
             diverged_step=result.diverged_step,
+            stop_reason=result.stop_reason,
         )
     return row
 
@@ -174,6 +180,13 @@ def curve_rows(survey: str, fit_id: str, result: FitResult | None) -> list[dict[
     ]
 
 
+def _list(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
+    try:
+        return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def _filesystem(out: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     out = os.fspath(out)
     if "://" in out:
@@ -186,7 +199,7 @@ class Store:
 
     def __init__(self, out: str | os.PathLike, survey: str) -> None:
         self.out = os.fspath(out)
-        self.survey = survey
+        self.survey = check_name(survey, "survey name")
         self.fs, base = _filesystem(out)
         self.root = f"{base.rstrip('/')}/{survey}"
         self.fits_dir = f"{self.root}/fits"
@@ -232,6 +245,47 @@ class Store:
         fit_id = record["fit_id"]
         self._write(curve, CURVES_SCHEMA, self.curve_path(fit_id))
         self._write([record], FITS_SCHEMA, self.fit_path(fit_id))
+
+    def set_mlflow_run_id(self, fit_id: str, run_id: str) -> None:
+        """Point the stored row of ``fit_id`` at MLflow run ``run_id`` (rewritten atomically)."""
+        path = self.fit_path(fit_id)
+        rows = ds.dataset(path, format="parquet", filesystem=self.fs, schema=FITS_SCHEMA)
+        rows = rows.to_table().to_pylist()
+        for row in rows:
+            row["mlflow_run_id"] = run_id
+        self._write(rows, FITS_SCHEMA, path)
+
+    def prepare(self) -> int:
+        """Get ready to write: refuse a folder that cannot be written, before any fit starts
+        (``JobError`` naming it), then delete the temporary files that writers killed
+        mid-write left behind. Returns the number deleted."""
+        probe = f"{self.root}/{_WRITE_CHECK}{uuid.uuid4().hex}.tmp"
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+            with self.fs.open_output_stream(probe) as f:
+                f.write(b"ok")
+            self.fs.delete_file(probe)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else " ".join(str(exc).split())
+            raise JobError(
+                f"results folder {self.root}: not writable ({reason}); choose a writable "
+                "one with --out or $MFLOW_RESULTS"
+            ) from None
+        return self.clean_temp()
+
+    def clean_temp(self) -> int:
+        """Delete the temporary files (``.<name>.tmp``) left in ``fits/`` and ``curves/``, and
+        the write checks left in the survey's folder; returns how many. Only a survey run's
+        driver writes there, and it calls this before it writes, so no writer is using them."""
+        removed = 0
+        for folder, prefix in ((self.fits_dir, "."), (self.curves_dir, "."),
+                               (self.root, _WRITE_CHECK)):
+            for info in _list(self.fs, folder):
+                if (info.type == pafs.FileType.File and info.base_name.startswith(prefix)
+                        and info.base_name.endswith(".tmp")):
+                    self.fs.delete_file(info.path)
+                    removed += 1
+        return removed
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mflow.fit import FitResult
 from pipelines import runner
+from pipelines.analysis import update_summary
 from pipelines.spec import SHORT_AXES, Fit, Job, JobError, plan
 from pipelines.store import Store, curve_rows, fit_record, group_label
 from pipelines.tracking import Tracker
@@ -163,6 +164,7 @@ def run_survey(
     reporter = reporter or Reporter()
     fits = plan(job)
     store = Store(out, job.name)
+    store.prepare()  # a folder that cannot be written fails here; crashed writes are cleared
     pending = pending_fits(fits, store.statuses(), retry_failed)
     outcome = SurveyOutcome(total=len(fits), skipped=len(fits) - len(pending))
     if not pending:
@@ -199,6 +201,7 @@ def run_survey(
             except Exception as exc:  # noqa: BLE001
                 reporter.warn(f"MLflow: could not close the survey run ({exc})")
         _shutdown(started_ray)
+    update_summary(store, [f.fit_id for f in fits], warn=reporter.warn)  # summary.parquet
     return outcome
 
 

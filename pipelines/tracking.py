@@ -9,28 +9,57 @@ steps (``loss``, ``estimate``, ``noise_std``, ``lr``, ``eig_0`` .. ``eig_9``), t
 
 The tracking URI is any MLflow takes: ``sqlite:///mlflow.db`` (the default, in the working
 directory; artifacts go to ``mlruns/`` beside the database) or an MLflow server's URL.
+
+Parquet is the record; MLflow mirrors it. An MLflow server that is down when a survey starts
+is noticed at once (a TCP check), and the driver lowers MLflow's HTTP retries (default 7,
+with exponential backoff: minutes) to 2 and its timeout to 30 s unless
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_TIMEOUT`` are set, so a server
+that stops mid-survey costs seconds. Fits recorded while MLflow was unreachable are added
+later from Parquet by ``backfill`` (``survey sync-mlflow``). A fit has one active run: when
+it is recorded again (retried, backfilled, or recorded in MLflow just before a crash kept it
+out of Parquet), its earlier runs are moved to MLflow's deleted runs (restorable), and a
+survey run left ``RUNNING`` by a killed driver is marked ``KILLED`` by the next one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import logging
 import math
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from mflow.fit import FitResult
+from mflow.config import FitSpec
+from mflow.fit import CurvePoint, FitResult
 from pipelines.spec import Fit, Job
-from pipelines.store import group_label
+from pipelines.store import Store, group_label
 
-__all__ = ["DEFAULT_TRACKING_URI", "Tracker", "describe", "flatten", "spectrum_png"]
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "Backfill",
+    "Tracker",
+    "backfill",
+    "describe",
+    "flatten",
+    "result_from_row",
+    "spectrum_png",
+]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 TOP_EIGENVALUES = 10  # eigenvalues logged as metrics over steps
+# MLflow's HTTP client settings unless the user set them: fail in seconds, not minutes.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+CONNECT_TIMEOUT_S = 5.0  # the TCP check of an MLflow server before a survey starts
 
 for _name in ("mlflow.store.db.utils", "alembic"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -102,6 +131,18 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     return (db.resolve().parent / "mlruns" / experiment).as_uri()
 
 
+def _check_server(uri: str) -> None:
+    """Fail fast when nobody listens at an ``http(s)://`` tracking URI (MLflow would retry)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConnectionError(f"no MLflow server answers at {uri} ({exc})") from None
+
+
 class Tracker:
     """MLflow runs of survey ``survey`` at ``uri``; every method may raise MLflow's errors."""
 
@@ -109,6 +150,10 @@ class Tracker:
         from mlflow import MlflowClient
         from mlflow.utils import validation
 
+        if urlsplit(uri).scheme in ("http", "https"):
+            for key, value in HTTP_DEFAULTS.items():
+                os.environ.setdefault(key, value)
+            _check_server(uri)
         self.uri = uri
         self.survey = survey
         self.client = MlflowClient(tracking_uri=uri)
@@ -148,9 +193,15 @@ class Tracker:
     # -- the survey run ---------------------------------------------------------------------
 
     def start_survey(self, job: Job, total: int, pending: int) -> str:
-        """Open the parent run of this survey run; returns its id."""
+        """Open the parent run of this survey run; returns its id. Survey runs still
+        ``RUNNING`` (their driver was killed) are marked ``KILLED`` first."""
         import yaml
 
+        stale = self.client.search_runs(
+            [self.experiment_id], "tags.kind = 'survey-run' and attributes.status = 'RUNNING'"
+        )
+        for old in stale:
+            self.client.set_terminated(old.info.run_id, "KILLED")
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{self.survey} {time.strftime('%Y-%m-%d %H:%M:%S')}",
@@ -164,6 +215,17 @@ class Tracker:
         self.client.log_text(
             self.parent_run_id, yaml.safe_dump(job.raw, sort_keys=False), "job.yaml"
         )
+        return self.parent_run_id
+
+    def start_sync(self, missing: int) -> str:
+        """Open the parent run of a backfill from Parquet (``survey sync-mlflow``)."""
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{self.survey} sync {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            tags={"survey": self.survey, "kind": "survey-sync"},
+        )
+        self.parent_run_id = run.info.run_id
+        self._log(self.parent_run_id, params=[("missing", missing)])
         return self.parent_run_id
 
     def end_survey(self, status: str, counts: Mapping[str, int]) -> None:
@@ -190,8 +252,13 @@ class Tracker:
         error: str | None = None,
         detail: str = "",
         retries: int = 0,
+        ended_at: datetime | None = None,
     ) -> str:
-        """Record one ended fit as a child run of the survey run; returns the run id."""
+        """Record one ended fit as a child run of the survey run; returns the run id.
+
+        Earlier runs of the same fit are deleted (soft) once this one is complete, so the
+        fit has one active run. ``ended_at``: when the fit ended (default: now).
+        """
         from mlflow.entities import Metric
 
         spec = fit.spec
@@ -213,7 +280,10 @@ class Tracker:
         if self.parent_run_id is not None:
             tags["mlflow.parentRunId"] = self.parent_run_id
         wall_ms = int(1000 * (result.wall_s if result is not None else 0.0))
-        now = int(time.time() * 1000)
+        now = int(1000 * (ended_at.timestamp() if ended_at is not None else time.time()))
+        earlier = self.client.search_runs(
+            [self.experiment_id], f"tags.fit_id = '{fit.fit_id}'", max_results=1000
+        )
         run = self.client.create_run(
             self.experiment_id, start_time=now - wall_ms, run_name=fit.fit_id
         )
@@ -251,7 +321,15 @@ class Tracker:
                 self.client.log_text(run_id, detail, "error.txt")
             outcome = "FINISHED" if status == "ok" else "FAILED"
         finally:
-            self.client.set_terminated(run_id, outcome)
+            self.client.set_terminated(
+                run_id, outcome, end_time=now if ended_at is not None else None
+            )
+        try:
+            for old in earlier:
+                if old.info.run_id != run_id:
+                    self.client.delete_run(old.info.run_id)
+        except Exception:  # noqa: BLE001 - the run is recorded; backfill removes what is left
+            pass
         return run_id
 
     def _log_png(self, run_id: str, data: bytes, name: str) -> None:
@@ -260,6 +338,20 @@ class Tracker:
             with open(path, "wb") as f:
                 f.write(data)
             self.client.log_artifact(run_id, path)
+
+    def active_runs(self) -> dict[str, str | None]:
+        """``{run_id: fit_id}`` of every active (not deleted) run of this survey's experiment
+        (``None`` for runs that are not a fit's: the survey runs)."""
+        runs: dict[str, str | None] = {}
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], "", max_results=1000, page_token=token
+            )
+            runs.update((run.info.run_id, run.data.tags.get("fit_id")) for run in page)
+            token = page.token
+            if not token:
+                return runs
 
     def run_exists(self, run_id: str) -> bool:
         """Whether ``run_id`` is a run of this survey's experiment."""
@@ -274,3 +366,78 @@ def describe(uri: str) -> str:
     if uri.startswith("sqlite:"):
         return f"mlflow ui --backend-store-uri {uri}"
     return uri
+
+
+# -- backfill from Parquet -------------------------------------------------------------------
+
+
+def result_from_row(row: Mapping[str, Any], curve: Sequence[Mapping[str, Any]]) -> FitResult | None:
+    """The ``FitResult`` a fits-table row (and its curve rows) was made from; ``None`` for a
+    fit that failed without a result."""
+    if row["eigenvalues"] is None:
+        return None
+    points = tuple(
+        CurvePoint(
+            step=int(p["step"]), loss=float(p["loss"]), noise_std=float(p["noise_std"]),
+            lr=float(p["lr"]), estimate=int(p["estimate"]),
+            eigenvalues=tuple(float(v) for v in p["eigenvalues"]),
+        )
+        for p in sorted(curve, key=lambda p: p["step"])
+    )
+    values = {f.name: row[f.name] for f in dataclasses.fields(FitResult) if f.name in row}
+    return FitResult(**{**values, "eigenvalues": tuple(row["eigenvalues"]), "curve": points})
+
+
+@dataclass
+class Backfill:
+    """What ``backfill`` did."""
+
+    fits: int  # rows in the fits table
+    present: int  # rows whose MLflow run was there already
+    added: int  # rows recorded in MLflow now
+    removed: int  # other active runs of stored fits, moved to MLflow's deleted runs
+
+
+def backfill(store: Store, uri: str) -> Backfill:
+    """Record in MLflow at ``uri`` every stored fit whose row names no active run there, and
+    point the row at its new run; other active runs of a stored fit (left by a crash between
+    recording a fit in MLflow and in Parquet) are deleted. Idempotent: a second call changes
+    nothing. Raises MLflow's errors (or ``ConnectionError``) when MLflow cannot be reached;
+    rows done so far stay done.
+    """
+    rows = store.read_table().to_pylist()
+    tracker = Tracker(uri, store.survey)
+    active = tracker.active_runs()
+    missing = [row for row in rows if row["mlflow_run_id"] not in active]
+    outcome = Backfill(fits=len(rows), present=len(rows) - len(missing), added=0, removed=0)
+    linked = {row["fit_id"]: row["mlflow_run_id"] for row in rows if row not in missing}
+    for run_id, fit_id in active.items():
+        if fit_id in linked and linked[fit_id] != run_id:
+            tracker.client.delete_run(run_id)
+            outcome.removed += 1
+    if not missing:
+        return outcome
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for point in store.read_curves().to_dict("records"):
+        curves.setdefault(point["fit_id"], []).append(point)
+    tracker.start_sync(len(missing))
+    status = "FAILED"
+    try:
+        for row in missing:
+            fit = Fit(row["fit_id"], FitSpec.from_dict(json.loads(row["config"])),
+                      json.loads(row["axes"]))
+            result = result_from_row(row, curves.get(row["fit_id"], []))
+            run_id = tracker.log_fit(
+                fit, result, error=row["error"] if result is None else None,
+                retries=row["retries"] or 0, ended_at=row["finished_at"],
+            )
+            store.set_mlflow_run_id(row["fit_id"], run_id)
+            outcome.added += 1
+        status = "FINISHED"
+    finally:
+        try:
+            tracker.end_survey(status, {"backfilled": outcome.added})
+        except Exception:  # noqa: BLE001 - the error that stopped the loop matters more
+            if status == "FINISHED":
+                raise
+    return outcome

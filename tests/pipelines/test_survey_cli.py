@@ -19,7 +19,7 @@ data: {dataset: sine, n: 100}
 grid:
   dataset: [sine, scurve]
   seed: [0, 1, 2]
-train: {steps: 10, lr: 1e-3}
+train: {steps: 10, lr: 1e-3, batch_size: 50}
 """
 
 

@@ -173,7 +173,8 @@ def test_bad_overrides_name_the_path(override, expected):
         (raw(data={"n": 5}), "data.dataset: required (or a grid axis 'dataset')"),
         (raw(name="a b"), "name: 'a b' must be filename-safe"),
         (raw(resources={"gpu": 2}), "resources.gpu: 2 asked for"),
-        (raw(resources={"pack": 4}), "resources.pack: packing several fits per trial"),
+        (raw(resources={"pack": 0}), "resources.pack: expected an integer >= 1 or 'auto', got 0"),
+        (raw(resources={"pack": "big"}), "resources.pack: expected an integer >= 1 or 'auto'"),
         (raw(train={"dtype": "float16"}), "train.dtype: unknown 'float16'"),  # mflow's check
     ],
 )

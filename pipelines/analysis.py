@@ -1,0 +1,401 @@
+"""Analysis of a survey's stored fits: one summary row per group, and readouts redone.
+
+A *group* is the set of fits that differ only by seed: by default the fits table's ``group``
+column (every grid axis but the seed); ``group_by`` names the axes to group by instead. For
+each group the summary holds
+
+- counts: ``fits``, ``ok``, ``diverged``, ``failed``;
+- the estimate: ``estimate`` (median over the fits that ended ok), ``estimate_min`` and
+  ``estimate_max`` (its spread over seeds), ``estimates`` (each fit's, in seed order; null for
+  a fit that did not end ok);
+- the spectra: ``eig_median``, ``eig_q10`` and ``eig_q90``, the median and the 10%-90% band of
+  each ranked eigenvalue of ``A A^T`` over the ok fits;
+- the readout: ``rule``, ``threshold`` (null for ``gap``), ``floor`` (the noise variance the
+  rules compare with, ``sigma2 + noise_floor**2``, see ``mflow.readout``) and ``gap``, the
+  median over ok fits of the drop ``log(lambda_k + floor) - log(lambda_{k+1} + floor)`` at
+  each fit's cut ``k``.
+
+``recompute`` reads every fit's stored final spectrum again with another rule (no refit);
+``write_summary`` stores the summary as ``<out>/<name>/summary.parquet`` (atomically, with the
+store's writer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from mflow.config import FitSpec
+from mflow.readout import RULES, estimate_dimension, log_gap_at, noise_floor_variance
+from pipelines.store import Store, group_label
+
+__all__ = [
+    "BAND",
+    "SUMMARY_SCHEMA",
+    "AnalysisError",
+    "group_id",
+    "read_summary",
+    "recompute",
+    "recompute_curves",
+    "summarize",
+    "summary_path",
+    "update_summary",
+    "write_summary",
+]
+
+BAND = (0.1, 0.9)  # quantiles of the eigenvalue band (eig_q10, eig_q90)
+
+_FLOATS = pa.list_(pa.float64())
+SUMMARY_SCHEMA = pa.schema(
+    [
+        ("survey", pa.string()),
+        ("group", pa.string()),  # "axis=value ...": the grid position without the seed
+        ("group_id", pa.string()),  # filename-safe id of the group (baselines/<group_id>.parquet)
+        ("axes", pa.string()),  # JSON: grouping axis -> value
+        ("dataset", pa.string()),  # the following four: null when they vary within the group
+        ("subset", pa.int64()),
+        ("class", pa.int64()),
+        ("noise_floor", pa.float64()),
+        ("true_dim", pa.int64()),
+        ("ambient_dim", pa.int64()),
+        ("n", pa.int64()),  # training points per fit (median)
+        ("fits", pa.int64()),
+        ("ok", pa.int64()),
+        ("diverged", pa.int64()),
+        ("failed", pa.int64()),
+        ("seeds", pa.list_(pa.int64())),
+        ("estimates", pa.list_(pa.int64())),  # per fit, seed order; null when not ok
+        ("estimate", pa.float64()),  # median over ok fits
+        ("estimate_min", pa.int64()),
+        ("estimate_max", pa.int64()),
+        ("rule", pa.string()),  # the readout rule of the estimates ("mixed" if several)
+        ("threshold", pa.float64()),  # threshold rule's factor; null for gap
+        ("floor", pa.float64()),  # sigma2 + noise_floor**2 (median over the group's fits)
+        ("sigma2", pa.float64()),  # the prior's spread noise variance
+        ("gap", pa.float64()),  # median over ok fits of the log-gap at each fit's cut
+        ("eig_median", _FLOATS),  # per rank, over ok fits
+        ("eig_q10", _FLOATS),
+        ("eig_q90", _FLOATS),
+        ("steps", pa.int64()),  # median over ok fits
+        ("wall_s", pa.float64()),  # median training time of a fit
+        ("fit_ids", pa.list_(pa.string())),  # seed order
+    ]
+)
+
+
+class AnalysisError(ValueError):
+    """An analysis that cannot be done as asked (unknown rule or axis); the message says why."""
+
+
+# -- groups ----------------------------------------------------------------------------------
+
+
+def group_id(label: str) -> str:
+    """A filename-safe, stable id for a group label: a readable part and a short hash.
+
+    Example:
+        >>> group_id("dataset=sine noise_floor=0.01")
+        'dataset-sine_noise_floor-0.01-fe3b7a71'
+        >>> group_id("")
+        'all-e3b0c442'
+    """
+    digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", label.replace("=", "-")).strip("_.-")[:60]
+    return f"{readable or 'all'}-{digest}"
+
+
+def _labels(fits: pd.DataFrame, group_by: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """Per fit: its group label and the JSON of its grouping axes."""
+    labels, axes_json = [], []
+    for fit_id, raw, stored in zip(fits["fit_id"], fits["axes"], fits["group"], strict=True):
+        axes = json.loads(raw) if raw else {}
+        if group_by is None:
+            keep = {k: v for k, v in axes.items() if group_label({k: v})}  # no seed axes
+            labels.append(stored if isinstance(stored, str) else group_label(axes))
+        else:
+            missing = [name for name in group_by if name not in axes]
+            if missing:
+                known = ", ".join(axes) or "none"
+                raise AnalysisError(
+                    f"--group-by: {fit_id} has no grid axis {missing[0]!r} (its axes: {known})"
+                )
+            keep = {name: axes[name] for name in group_by}
+            labels.append(" ".join(f"{k}={v}" for k, v in keep.items()))
+        axes_json.append(json.dumps(keep))
+    return labels, axes_json
+
+
+def _natural(value: Any) -> tuple:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return (1, str(value))
+    return (0, float(value))
+
+
+# -- readouts --------------------------------------------------------------------------------
+
+
+def _readout(config: str, eigenvalues: Any, rule: str | None, threshold: float | None,
+             stored: Any) -> tuple[int | None, str, float | None, float, float, float | None]:
+    """``(estimate, rule, threshold, floor, sigma2, gap)`` of one fit's stored spectrum."""
+    spec = FitSpec.from_dict(json.loads(config))
+    floor = noise_floor_variance(spec.prior.sigma2, spec.train.noise_floor)
+    use = rule or spec.readout.rule
+    factor = None
+    if use == "threshold":
+        factor = threshold if threshold is not None else spec.readout.threshold
+    values = None if eigenvalues is None else np.asarray(eigenvalues, dtype=np.float64)
+    if values is None or values.size == 0 or not np.all(np.isfinite(values)):
+        return None, use, factor, floor, spec.prior.sigma2, None
+    if rule is None:
+        estimate = None if stored is None or pd.isna(stored) else int(stored)
+    else:
+        params = {"threshold": factor} if use == "threshold" else {}
+        estimate = estimate_dimension(values, floor, use, **params)
+    gap = None
+    if estimate is not None and 0 <= estimate <= values.size:
+        gap = log_gap_at(values, floor, estimate)
+    return estimate, use, factor, floor, spec.prior.sigma2, gap
+
+
+def _check_rule(rule: str | None, threshold: float | None) -> None:
+    if rule is not None and rule not in RULES:
+        raise AnalysisError(f"--rule: unknown readout rule {rule!r}; known: {', '.join(RULES)}")
+    if threshold is not None:
+        if rule != "threshold":
+            raise AnalysisError("--threshold: only with --rule threshold")
+        if not (math.isfinite(threshold) and threshold > 0):
+            raise AnalysisError(f"--threshold: must be > 0, got {threshold:g}")
+
+
+def recompute(
+    fits: pd.DataFrame, rule: str | None = None, threshold: float | None = None
+) -> pd.DataFrame:
+    """A copy of the fits table with each fit's readout (re)done from its stored spectrum.
+
+    With ``rule=None`` the stored estimates are kept; otherwise ``id_estimate`` and ``id_rule``
+    are replaced by what ``rule`` reads (``threshold`` defaults to each fit's configured
+    factor). Fits that did not end ok keep a null estimate. Adds the columns ``threshold``,
+    ``floor``, ``sigma2`` and ``gap`` (the log-gap at the fit's cut).
+
+    Example:
+        >>> config = FitSpec().to_json()  # floor = 1e-6 + 0.01**2
+        >>> table = pd.DataFrame({"config": [config], "status": ["ok"], "id_estimate": [2],
+        ...                       "id_rule": ["threshold"], "eigenvalues": [[1.0, 0.1, 1e-4]]})
+        >>> int(recompute(table, "threshold", threshold=5000).loc[0, "id_estimate"])
+        1
+    """
+    _check_rule(rule, threshold)
+    rows = [
+        _readout(config, eig if status == "ok" else None, rule, threshold, stored)
+        for config, eig, status, stored in zip(
+            fits["config"], fits["eigenvalues"], fits["status"], fits["id_estimate"], strict=True
+        )
+    ]
+    out = fits.copy()
+    estimates = [r[0] for r in rows]
+    out["id_estimate"] = pd.array(estimates, dtype="Int64")
+    out["id_rule"] = [r[1] for r in rows]
+    out["threshold"] = [np.nan if r[2] is None else float(r[2]) for r in rows]
+    out["floor"] = [r[3] for r in rows]
+    out["sigma2"] = [r[4] for r in rows]
+    out["gap"] = [np.nan if r[5] is None else r[5] for r in rows]
+    return out
+
+
+def recompute_curves(
+    curves: pd.DataFrame, fits: pd.DataFrame, rule: str | None = None,
+    threshold: float | None = None,
+) -> pd.DataFrame:
+    """The curves with each logged step's ``estimate`` read again with ``rule`` (as
+    ``recompute`` does for the final spectra); ``rule=None`` returns them unchanged."""
+    _check_rule(rule, threshold)
+    if rule is None or curves.empty:
+        return curves
+    configs = dict(zip(fits["fit_id"], fits["config"], strict=True))
+    estimates = []
+    for fit_id, values in zip(curves["fit_id"], curves["eigenvalues"], strict=True):
+        config = configs.get(fit_id)
+        estimate = None
+        if config is not None and values is not None:
+            estimate = _readout(config, values, rule, threshold, None)[0]
+        estimates.append(estimate)
+    return curves.assign(estimate=pd.array(estimates, dtype="Int64"))
+
+
+# -- the summary -----------------------------------------------------------------------------
+
+
+def _only(values: pd.Series) -> Any:
+    """The one value a column takes in a group, else None."""
+    distinct = values.dropna().unique()
+    if len(distinct) != 1:
+        return None
+    value = distinct[0]
+    return value.item() if hasattr(value, "item") else value
+
+
+def _only_int(values: pd.Series) -> int | None:
+    value = _only(values)
+    return None if value is None else int(value)
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if len(values) else None
+
+
+def _spectra(spectra: list[np.ndarray]) -> tuple[list[float], list[float], list[float]] | None:
+    if not spectra:
+        return None
+    width = min(s.size for s in spectra)
+    stack = np.stack([s[:width] for s in spectra])
+    med, lo, hi = np.quantile(stack, [0.5, *BAND], axis=0)
+    return med.tolist(), lo.tolist(), hi.tolist()
+
+
+def _group_row(survey: str, label: str, axes: str, group: pd.DataFrame) -> dict[str, Any]:
+    group = group.sort_values(["seed", "fit_id"], na_position="last")
+    ok = group[(group["status"] == "ok") & group["id_estimate"].notna()]
+    estimates = [int(e) for e in ok["id_estimate"]]
+    spectra = [np.asarray(e, dtype=np.float64) for e in ok["eigenvalues"]]
+    bands = _spectra(spectra)
+    rules = group["id_rule"].dropna().unique()
+    thresholds = group.loc[group["id_rule"] == "threshold", "threshold"].dropna().unique()
+    return {
+        "survey": survey,
+        "group": label,
+        "group_id": group_id(label),
+        "axes": axes,
+        "dataset": _only(group["dataset"]),
+        "subset": _only_int(group["subset"]),
+        "class": _only_int(group["class"]),
+        "noise_floor": _only(group["noise_floor"]),
+        "true_dim": _only_int(group["true_dim"]),
+        "ambient_dim": _only_int(group["ambient_dim"]),
+        "n": None if group["n"].isna().all() else int(group["n"].median()),
+        "fits": len(group),
+        "ok": len(ok),
+        "diverged": int((group["status"] == "diverged").sum()),
+        "failed": int((group["status"] == "failed").sum()),
+        "seeds": [None if pd.isna(s) else int(s) for s in group["seed"]],
+        "estimates": [
+            int(e) if s == "ok" and not pd.isna(e) else None
+            for s, e in zip(group["status"], group["id_estimate"], strict=True)
+        ],
+        "estimate": _median(estimates),
+        "estimate_min": min(estimates) if estimates else None,
+        "estimate_max": max(estimates) if estimates else None,
+        "rule": str(rules[0]) if len(rules) == 1 else ("mixed" if len(rules) else None),
+        "threshold": float(thresholds[0]) if len(thresholds) == 1 else None,
+        "floor": _median(group["floor"].dropna().tolist()),
+        "sigma2": _median(group["sigma2"].dropna().tolist()),
+        "gap": _median(ok["gap"].dropna().tolist()),
+        "eig_median": bands[0] if bands else None,
+        "eig_q10": bands[1] if bands else None,
+        "eig_q90": bands[2] if bands else None,
+        "steps": None if ok["steps"].isna().all() else int(ok["steps"].median()),
+        "wall_s": _median(group["wall_s"].dropna().tolist()),
+        "fit_ids": list(group["fit_id"]),
+    }
+
+
+def summarize(
+    fits: pd.DataFrame,
+    *,
+    rule: str | None = None,
+    threshold: float | None = None,
+    group_by: Sequence[str] | None = None,
+    fit_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """One row per group of ``fits`` (see the module docstring for the columns).
+
+    Args:
+        fits: the fits table (``Store.read_fits``).
+        rule: read every spectrum again with this rule; ``None`` keeps the stored estimates.
+        threshold: the ``threshold`` rule's factor; ``None``: each fit's configured one.
+        group_by: the grid axes to group by; ``None``: every axis but the seed.
+        fit_ids: keep only these fits, and order the groups as they first appear here (the
+            plan of a job); ``None``: every fit, groups sorted by their axis values.
+    """
+    _check_rule(rule, threshold)
+    table = fits
+    if fit_ids is not None:
+        order = {fit_id: i for i, fit_id in enumerate(fit_ids)}
+        table = table[table["fit_id"].isin(order)]
+        table = table.iloc[np.argsort(table["fit_id"].map(order).to_numpy(), kind="stable")]
+    if table.empty:
+        return SUMMARY_SCHEMA.empty_table().to_pandas()
+    table = recompute(table, rule, threshold).reset_index(drop=True)
+    labels, axes = _labels(table, list(group_by) if group_by is not None else None)
+    table = table.assign(_label=labels, _axes=axes)
+    firsts = table.drop_duplicates("_label")
+    if fit_ids is None:
+        firsts = firsts.iloc[
+            sorted(range(len(firsts)), key=lambda i: tuple(
+                _natural(v) for v in json.loads(firsts["_axes"].iloc[i]).values()
+            ))
+        ]
+    survey = str(_only(table["survey"]) or "")
+    rows = [
+        _group_row(survey, label, axes_json, table[table["_label"] == label])
+        for label, axes_json in zip(firsts["_label"], firsts["_axes"], strict=True)
+    ]
+    return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA).to_pandas()
+
+
+# -- stored ----------------------------------------------------------------------------------
+
+
+def summary_path(store: Store) -> str:
+    """Where the summary of ``store``'s survey lives (a path on ``store.fs``)."""
+    return f"{store.root}/summary.parquet"
+
+
+def write_summary(store: Store, summary: pd.DataFrame) -> str:
+    """Store ``summary`` as ``<out>/<name>/summary.parquet``, atomically; returns the path."""
+    path = summary_path(store)
+    rows = pa.Table.from_pandas(summary, schema=SUMMARY_SCHEMA, preserve_index=False).to_pylist()
+    store._write(rows, SUMMARY_SCHEMA, path)  # the store's one atomic writer
+    return path
+
+
+def read_summary(store: Store) -> pd.DataFrame | None:
+    """The stored summary, or ``None`` when there is none yet."""
+    path = summary_path(store)
+    if store.fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    return pq.read_table(path, filesystem=store.fs, schema=SUMMARY_SCHEMA).to_pandas()
+
+
+def update_summary(
+    store: Store,
+    fit_ids: Sequence[str] | None = None,
+    warn: Callable[[str], None] | None = None,
+    **options: Any,
+) -> pd.DataFrame | None:
+    """Summarise the stored fits and write ``summary.parquet`` (``options``: see ``summarize``).
+
+    Called at the end of ``survey run``; a failure here is reported through ``warn`` (when
+    given) rather than raised, since the fits themselves are safely stored.
+    """
+    try:
+        frame = summarize(store.read_fits(), fit_ids=fit_ids, **options)
+        write_summary(store, frame)
+        return frame
+    except Exception as exc:
+        if warn is None:
+            raise
+        warn(f"summary.parquet not written ({type(exc).__name__}: {exc}); "
+             f"run `survey analyze {store.survey}` to write it")
+        return None
+

@@ -1,0 +1,342 @@
+"""The figures of a survey report, each a ``matplotlib.figure.Figure`` (no pyplot state).
+
+From stored results only: per-group spectra (``spectrum_figure``), estimates beside the
+classical baselines (``estimates_figure``), loss/spectrum/estimate trajectories over steps
+(``trajectory_figure``), and the data themselves (``data_figure``, ``image_grid_figure``).
+From a trained model: samples and the latent projection (``model_figure``); fits store no
+weights yet, so the report does not draw these today.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = [
+    "axis_name",
+    "data_figure",
+    "estimates_figure",
+    "image_grid_figure",
+    "model_figure",
+    "png",
+    "short_labels",
+    "spectrum_figure",
+    "trajectory_figure",
+]
+
+_OURS = "#1f77b4"
+_BASELINE_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def png(fig: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _varying(summary: pd.DataFrame) -> tuple[list[dict[str, Any]], list[str]]:
+    axes = [json.loads(a) if a else {} for a in summary["axes"]]
+    varying = [k for k in dict.fromkeys(k for a in axes for k in a)
+               if len({json.dumps(a.get(k)) for a in axes}) > 1]
+    return axes, varying
+
+
+def axis_name(summary: pd.DataFrame) -> str:
+    """What ``short_labels`` name: the one grid axis that varies between groups, else
+    ``group``."""
+    _, varying = _varying(summary)
+    return varying[0] if len(varying) == 1 else "group"
+
+
+def short_labels(summary: pd.DataFrame) -> list[str]:
+    """Group labels without the axes that are the same in every group (``class=3`` -> ``3``
+    when ``class`` is the only axis that varies).
+
+    Example:
+        >>> frame = pd.DataFrame({"group": ["a", "b"], "axes": ['{"class": 3, "n": 5}',
+        ...                                                    '{"class": 4, "n": 5}']})
+        >>> short_labels(frame)
+        ['3', '4']
+    """
+    axes, varying = _varying(summary)
+    if not varying:
+        return [g or "all" for g in summary["group"]]
+    if len(varying) == 1:
+        return [str(a.get(varying[0])) for a in axes]
+    return [" ".join(f"{k}={a.get(k)}" for k in varying) for a in axes]
+
+
+def _positive(values: Sequence[float], low: float) -> np.ndarray:
+    return np.clip(np.asarray(values, dtype=np.float64), low, None)
+
+
+def _title(row: Mapping[str, Any]) -> str:
+    estimate = row.get("estimate")
+    text = f"{row.get('group') or 'all'}: estimate {_num(estimate)}"
+    lo, hi = row.get("estimate_min"), row.get("estimate_max")
+    if lo is not None and hi is not None and not pd.isna(lo) and lo != hi:
+        text += f" [{int(lo)}-{int(hi)}]"
+    if row.get("true_dim") is not None and not pd.isna(row.get("true_dim")):
+        text += f" (true {int(row['true_dim'])})"
+    return text
+
+
+def _num(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def spectrum_figure(
+    row: Mapping[str, Any], spectra: Sequence[Sequence[float]], seeds: Sequence[Any] = ()
+) -> Figure:
+    """A group's final spectra of ``A A^T`` on a log scale, rank by rank.
+
+    Each ok fit's spectrum (thin lines), the median with its 10%-90% band, the spread-noise
+    variance ``sigma2``, the noise floor ``sigma2 + noise_floor**2`` the rules compare with,
+    the threshold (``threshold`` rule) and the cut after the estimate (its range over seeds
+    shaded). ``row`` is the group's summary row. Long spectra get a second panel, zoomed on
+    the ranks around the cut.
+    """
+    median = row.get("eig_median")
+    width = len(median) if median is not None else max((len(s) for s in spectra), default=0)
+    top = row.get("estimate_max")
+    top = 0 if top is None or pd.isna(top) else int(top)
+    zoom = min(width, max(2 * top + 5, 20))
+    panels = [width] if width <= 50 else [width, zoom]
+    fig = Figure(figsize=(7 if len(panels) == 1 else 11, 3.6))
+    for i, last in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        _spectrum_panel(ax, row, spectra, seeds, last, legend=i == len(panels) - 1)
+        if len(panels) > 1:
+            ax.set_title("all ranks" if i == 0 else f"first {last} ranks", fontsize=8)
+    fig.suptitle(_title(row), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _spectrum_panel(ax: Any, row: Mapping[str, Any], spectra: Sequence[Sequence[float]],
+                    seeds: Sequence[Any], last: int, legend: bool) -> None:
+    floor = row.get("floor") or 1e-6
+    sigma2 = row.get("sigma2")
+    low = min(floor, sigma2 or floor) * 1e-2
+    marker = "o-" if last <= 50 else "-"
+    for i, values in enumerate(spectra):
+        label = "fits" if i == 0 else None
+        if i < len(seeds) and len(spectra) <= 6:
+            label = f"seed {seeds[i]}"
+        values = list(values)[:last]
+        ax.semilogy(np.arange(1, len(values) + 1), _positive(values, low), lw=0.8, alpha=0.5,
+                    label=label)
+    median = row.get("eig_median")
+    if median is not None and len(median):
+        ranks = np.arange(1, min(len(median), last) + 1)
+        cut = len(ranks)
+        ax.fill_between(ranks, _positive(row["eig_q10"][:cut], low),
+                        _positive(row["eig_q90"][:cut], low), color=_OURS, alpha=0.15, lw=0,
+                        label="10%-90%")
+        ax.semilogy(ranks, _positive(median[:cut], low), marker, color=_OURS, ms=3, lw=1.4,
+                    label="median")
+    if sigma2:
+        ax.axhline(sigma2, color="black", ls="-.", lw=0.8, label=f"σ² = {sigma2:.2g}")
+    ax.axhline(floor, color="grey", ls=":", lw=1, label=f"noise floor {floor:.2g}")
+    threshold = row.get("threshold")
+    if row.get("rule") == "threshold" and threshold is not None and not pd.isna(threshold):
+        ax.axhline(threshold * floor, color="red", ls="--", lw=1,
+                   label=f"threshold {threshold:g} × floor")
+    estimate = row.get("estimate")
+    if estimate is not None and not pd.isna(estimate):
+        lo, hi = row.get("estimate_min"), row.get("estimate_max")
+        if lo is not None and hi is not None and lo != hi:
+            ax.axvspan(lo + 0.5, hi + 0.5, color="green", alpha=0.1)
+        ax.axvline(estimate + 0.5, color="green", lw=1.2, label="cut")
+    ax.set_xlim(0.5, last + 0.7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("rank")
+    ax.set_ylabel("eigenvalue of A Aᵀ")
+    if legend:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def estimates_figure(summary: pd.DataFrame, baselines: pd.DataFrame | None = None) -> Figure:
+    """Per group (e.g. one bar group per digit): our estimate (median, range over seeds as an
+    error bar) beside each classical estimator's, and the true dimension where known."""
+    labels = short_labels(summary)
+    names = [] if baselines is None or baselines.empty else list(
+        dict.fromkeys(baselines["estimator"])
+    )
+    series = [("ours", list(summary["estimate"]), list(summary["estimate_min"]),
+               list(summary["estimate_max"]), _OURS)]
+    for i, name in enumerate(names):
+        rows = baselines[baselines["estimator"] == name].set_index("group_id")
+        if rows["estimate"].isna().all():
+            continue  # skipped or failed everywhere: the table says why
+        pick = [rows.loc[g] if g in rows.index else None for g in summary["group_id"]]
+        series.append((
+            name,
+            [np.nan if r is None else r["estimate"] for r in pick],
+            [np.nan if r is None else r["estimate_min"] for r in pick],
+            [np.nan if r is None else r["estimate_max"] for r in pick],
+            _BASELINE_COLOURS[i % len(_BASELINE_COLOURS)],
+        ))
+    groups = len(labels)
+    width = 0.8 / len(series)
+    fig = Figure(figsize=(min(13.0, max(6.0, 0.22 * groups * len(series) + 2.5)), 3.6))
+    ax = fig.add_subplot()
+    x = np.arange(groups)
+    for j, (name, mid, lo, hi, colour) in enumerate(series):
+        mid = np.asarray(mid, dtype=np.float64)
+        lo = np.asarray(lo, dtype=np.float64)
+        hi = np.asarray(hi, dtype=np.float64)
+        errors = np.vstack([np.nan_to_num(mid - lo), np.nan_to_num(hi - mid)])
+        pos = x - 0.4 + width * (j + 0.5)
+        ax.bar(pos, mid, width, yerr=errors, color=colour, label=name, capsize=2,
+               error_kw={"lw": 0.8})
+    true = [np.nan if t is None or pd.isna(t) else float(t) for t in summary["true_dim"]]
+    if any(not math.isnan(t) for t in true):
+        ax.hlines(true, x - 0.45, x + 0.45, colors="black", lw=1.5, label="true")
+    ax.set_xticks(x, labels, rotation=0 if max(map(len, labels), default=0) < 8 else 30,
+                  fontsize=8)
+    if axis_name(summary) != "group":
+        ax.set_xlabel(axis_name(summary))
+    ax.set_ylabel("intrinsic dimension")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("estimates: median over seeds (bars: range)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def trajectory_figure(
+    curves: pd.DataFrame, floor: float | None = None, top: int = 8, title: str = "",
+    threshold: float | None = None,
+) -> Figure:
+    """A group's loss, top-``top`` eigenvalues and estimate over steps, one line per fit
+    (the noise floor and, for the ``threshold`` rule, ``threshold * floor`` marked)."""
+    fig = Figure(figsize=(9, 2.8))
+    axes = fig.subplots(1, 3)
+    for i, (fit_id, curve) in enumerate(curves.groupby("fit_id", sort=False)):
+        curve = curve.sort_values("step")
+        colour = f"C{i % 10}"
+        steps = curve["step"].to_numpy()
+        axes[0].plot(steps, curve["loss"], lw=1, color=colour, label=fit_id)
+        spectra = [np.asarray(e, dtype=np.float64) for e in curve["eigenvalues"]]
+        width = min((s.size for s in spectra), default=0)
+        if width:
+            stack = np.stack([s[:width] for s in spectra])[:, :top]
+            low = (floor or 1e-6) * 1e-2
+            for k in range(stack.shape[1]):
+                axes[1].semilogy(steps, _positive(stack[:, k], low), lw=0.8, color=colour,
+                                 alpha=0.9 - 0.6 * k / max(1, stack.shape[1] - 1))
+        axes[2].step(steps, curve["estimate"].astype("float64"), where="post", lw=1,
+                     color=colour)
+    if floor:
+        axes[1].axhline(floor, color="grey", ls=":", lw=1)
+        if threshold:
+            axes[1].axhline(threshold * floor, color="red", ls="--", lw=1)
+    for ax, name in zip(axes, ("loss", f"top {top} eigenvalues", "estimate"), strict=True):
+        ax.set_xlabel("step")
+        ax.set_title(name, fontsize=9)
+    axes[2].yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    known = curves["estimate"].astype("float64").dropna()
+    if len(known):
+        axes[2].set_ylim(known.min() - 0.5, known.max() + 0.5)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def data_figure(x: np.ndarray, title: str = "data", max_points: int = 2000) -> Figure:
+    """2-D or 3-D points as a scatter plot."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] not in (2, 3):
+        raise ValueError(f"data_figure: expected points of shape (n, 2) or (n, 3), got {x.shape}")
+    x = x[:max_points]
+    fig = Figure(figsize=(3.6, 3.4))
+    if x.shape[1] == 2:
+        ax = fig.add_subplot()
+        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
+        ax.set_aspect("equal", adjustable="datalim")
+    else:
+        ax = fig.add_subplot(projection="3d")
+        ax.scatter(x[:, 0], x[:, 1], x[:, 2], s=2, alpha=0.5, c=x[:, 2], cmap="viridis")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid_figure(images: np.ndarray, title: str = "", columns: int = 8) -> Figure:
+    """A grid of images ``(n, C, H, W)`` (grey for one channel, RGB for three), tiled into one
+    picture with a one-pixel white margin."""
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"image_grid_figure: expected (n, 1 or 3, H, W), got {images.shape}")
+    n, channels, height, width = images.shape
+    columns = max(1, min(columns, n))
+    rows = max(1, math.ceil(n / columns))
+    lo, hi = float(np.min(images)), float(np.max(images))
+    scaled = (images - lo) / (hi - lo) if hi > lo else np.zeros_like(images)
+    tiles = np.ones((rows * (height + 1) + 1, columns * (width + 1) + 1, channels))
+    for i in range(n):
+        r, c = divmod(i, columns)
+        top, left = 1 + r * (height + 1), 1 + c * (width + 1)
+        tiles[top : top + height, left : left + width] = np.moveaxis(scaled[i], 0, -1)
+    fig = Figure(figsize=(columns * 0.6 + 0.2, rows * 0.6 + (0.5 if title else 0.2)))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 - (0.4 / (rows * 0.6 + 0.5) if title else 0)))
+    ax.axis("off")
+    ax.imshow(tiles[..., 0] if channels == 1 else tiles, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def model_figure(model: Any, x: np.ndarray, k: int, n_samples: int = 1000,
+                 seed: int = 0, title: str = "") -> Figure:
+    """What a trained ``mflow.model.ManifoldFlow`` makes of data ``x``.
+
+    Vectors (2-D or 3-D): the data, samples ``g^{-1}(z)``, ``z ~ N(0, A A^T)``, and the
+    ``k``-dimensional latent projection ``g(x) E_k`` (a histogram for ``k = 1``, a scatter
+    of the first two coordinates otherwise). Images: a grid of samples. Needs the weights of
+    a fit, which the store does not keep yet.
+    """
+    import torch
+
+    param = next(model.parameters())
+    generator = torch.Generator(device=param.device).manual_seed(seed)
+    with torch.no_grad():
+        samples = model.sample(n_samples, generator).cpu().numpy()
+        xt = torch.as_tensor(np.asarray(x), device=param.device, dtype=param.dtype)
+        projection = model.project(xt, max(1, k)).cpu().numpy() if x.ndim == 2 else None
+    if x.ndim == 4:
+        return image_grid_figure(samples[:32], title or "model samples")
+    fig = Figure(figsize=(9, 3))
+    panels = [("data", x), ("model samples", samples)]
+    for i, (name, points) in enumerate(panels):
+        if x.shape[1] == 3:
+            ax = fig.add_subplot(1, 3, i + 1, projection="3d")
+            ax.scatter(points[:, 0], points[:, 1], points[:, 2], s=2, alpha=0.5)
+        else:
+            ax = fig.add_subplot(1, 3, i + 1)
+            ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+        ax.set_title(name, fontsize=9)
+    ax = fig.add_subplot(1, 3, 3)
+    if projection.shape[1] == 1:
+        ax.hist(projection[:, 0], bins=50)
+    else:
+        ax.scatter(projection[:, 0], projection[:, 1], s=2, alpha=0.5)
+    ax.set_title(f"latent projection (k = {k})", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

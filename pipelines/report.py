@@ -1,0 +1,455 @@
+"""The report of a survey: ``<out>/<name>/report/``, a self-contained folder readable offline.
+
+``index.html`` (plain HTML, inline style, relative links only) with, per group, our estimate
+(median [min-max] over seeds), the classical baselines on the same points and, where known,
+the true dimension; a figure of all estimates; per group the spectra, the trajectories over
+steps and the data. Beside it: ``figures/*.png``, ``summary.csv``, ``baselines.csv`` and
+``table.tex`` (the main table as LaTeX, for a paper draft). ``build_report`` also writes
+``summary.parquet`` and the baselines cache, and logs the report and the summary to the
+survey's latest MLflow parent run.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines import plots
+from pipelines.analysis import (
+    AnalysisError,
+    recompute_curves,
+    summarize,
+    summary_path,
+    write_summary,
+)
+from pipelines.baselines import (
+    DANCO_MAX_DIM,
+    DEFAULT_ESTIMATORS,
+    compute_baselines,
+    read_baselines,
+)
+from pipelines.store import Store
+
+__all__ = ["Report", "build_report", "log_to_mlflow", "table_rows", "write_html"]
+
+REPORT_DIR = "report"
+_MAX_TRAJECTORY_FITS = 10  # fits drawn per trajectory figure
+
+
+@dataclass
+class Report:
+    """What ``build_report`` made."""
+
+    index: str  # where index.html is (a path on the store's filesystem)
+    summary: pd.DataFrame
+    baselines: pd.DataFrame
+    mlflow_run_id: str | None = None  # the parent run the report was logged to
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        return str(int(value)) if value.is_integer() else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _range(mid: Any, lo: Any, hi: Any, digits: int = 2) -> str:
+    if mid is None or pd.isna(mid):
+        return "–"
+    text = _fmt(mid, digits)
+    if lo is not None and hi is not None and not pd.isna(lo) and not pd.isna(hi) and lo != hi:
+        text += f" [{_fmt(lo, digits)}–{_fmt(hi, digits)}]"
+    return text
+
+
+def table_rows(
+    summary: pd.DataFrame, baselines: pd.DataFrame | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """The main table as text: headers and one row per group (the console, HTML and LaTeX
+    tables all use it)."""
+    names = [] if baselines is None or baselines.empty else [
+        name for name in dict.fromkeys(baselines["estimator"])
+        if baselines.loc[baselines["estimator"] == name, "estimate"].notna().any()
+    ]  # an estimator skipped or failed everywhere is left out (the group notes say why)
+    headers = [plots.axis_name(summary), "true", "ours", "by seed", "ok/div/fail", "gap"]
+    headers += names
+    rows = []
+    for row, label in zip(summary.to_dict("records"), plots.short_labels(summary), strict=True):
+        per_seed = " ".join("·" if e is None or pd.isna(e) else str(int(e))
+                            for e in (row["estimates"] if row["estimates"] is not None else []))
+        cells = [
+            label,
+            _fmt(row["true_dim"]),
+            _range(row["estimate"], row["estimate_min"], row["estimate_max"], 1),
+            per_seed,
+            f"{row['ok']}/{row['diverged']}/{row['failed']}",
+            _fmt(row["gap"], 1),
+        ]
+        for name in names:
+            match = baselines[(baselines["group_id"] == row["group_id"])
+                              & (baselines["estimator"] == name)]
+            if match.empty:
+                cells.append("–")
+            else:
+                b = match.iloc[0]
+                cells.append(_range(b["estimate"], b["estimate_min"], b["estimate_max"]))
+        rows.append(cells)
+    return headers, rows
+
+
+def _latex(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(text: str) -> str:
+        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
+                     ("#", r"\#"), ("–", "--"), ("·", "--")):
+            text = text.replace(a, b)
+        return text
+
+    keep = [i for i, h in enumerate(headers) if h not in ("by seed", "ok/div/fail")]
+    lines = [r"\begin{tabular}{l" + "r" * (len(keep) - 1) + "}", r"\toprule"]
+    lines.append(" & ".join(esc(headers[i]) for i in keep) + r" \\")
+    lines.append(r"\midrule")
+    for row in rows:
+        lines.append(" & ".join(esc(row[i]) for i in keep) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+
+def _save(fig, folder: Path, name: str) -> str:
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    (folder / "figures" / name).write_bytes(plots.png(fig))
+    return f"figures/{name}"
+
+
+def _data_figure(config: str, title: str):
+    """The first data set a group's fits saw (scatter for 2-D/3-D, a grid for images)."""
+    from mflow.config import FitSpec
+    from mflow.datasets import load
+
+    data = load(FitSpec.from_dict(json.loads(config)).data)
+    if data.is_image:
+        return plots.image_grid_figure(data.x[:32], f"{title}: data")
+    if data.x.ndim == 2 and data.x.shape[1] in (2, 3):
+        return plots.data_figure(data.x, f"{title}: data")
+    return None
+
+
+def _group_figures(row: Mapping[str, Any], fits: pd.DataFrame, curves: pd.DataFrame,
+                   folder: Path, warn: Callable[[str], None]) -> dict[str, str]:
+    gid = row["group_id"]
+    group = fits.set_index("fit_id").loc[list(row["fit_ids"])]
+    ok = group[group["status"] == "ok"]
+    figures = {}
+    spectra = [list(e) for e in ok["eigenvalues"] if e is not None]
+    figures["spectrum"] = _save(
+        plots.spectrum_figure(row, spectra, list(ok["seed"])), folder, f"{gid}-spectrum.png"
+    )
+    mine = curves[curves["fit_id"].isin(list(row["fit_ids"])[:_MAX_TRAJECTORY_FITS])]
+    if len(mine):
+        top = row["estimate_max"]
+        top = 8 if top is None or pd.isna(top) else min(int(top) + 4, 40)
+        threshold = row["threshold"] if row["rule"] == "threshold" else None
+        threshold = None if threshold is None or pd.isna(threshold) else threshold
+        figures["trajectory"] = _save(
+            plots.trajectory_figure(mine, row["floor"], top=top, title=row["group"] or "all",
+                                    threshold=threshold),
+            folder, f"{gid}-trajectory.png",
+        )
+    try:
+        fig = _data_figure(group["config"].iloc[0], row["group"] or "all")
+    except Exception as exc:  # noqa: BLE001 - the report goes on without the data figure
+        warn(f"{row['group']}: data not drawn ({type(exc).__name__}: {exc})")
+        fig = None
+    if fig is not None:
+        figures["data"] = _save(fig, folder, f"{gid}-data.png")
+    return figures
+
+
+# -- the HTML --------------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1100px; color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f4f4f4; }
+.meta { color: #666; font-size: 0.9em; }
+.figs img { max-width: 100%; margin: 0.4em 0.4em 0.4em 0; vertical-align: top; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+.note { color: #8a5a00; }
+"""
+
+
+def _table_html(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n" for row in rows
+    )
+    return f"<table>\n<tr>{head}</tr>\n{body}</table>\n"
+
+
+def _method(summary: pd.DataFrame, fits: pd.DataFrame, baselines: pd.DataFrame,
+            noise: str) -> str:
+    rules = sorted({r for r in summary["rule"].dropna()})
+    thresholds = sorted({t for t in summary["threshold"].dropna()})
+    floors = sorted({f for f in summary["floor"].dropna()})
+    steps = sorted({int(s) for s in fits["steps"].dropna()})
+    parts = [
+        "Each fit trains a volume-preserving normalizing flow <i>g</i> with a learnable "
+        "degenerate Gaussian prior N(0, A Aᵀ) by the spread KL objective; the intrinsic "
+        "dimension is read from the final spectrum of A Aᵀ.",
+    ]
+    if "threshold" in rules:
+        factor = ", ".join(f"{t:g}" for t in thresholds) or "the configured factor"
+        parts.append(f"Rule <code>threshold</code>: the number of eigenvalues above {factor} × "
+                     "the noise floor σ² + σ<sub>x</sub>², where σ² is the spread-noise "
+                     "variance and σ<sub>x</sub> the data-noise floor.")
+    if "gap" in rules:
+        parts.append("Rule <code>gap</code>: the position of the largest drop in "
+                     "log(λ + floor), the floor appended.")
+    if floors:
+        parts.append("Noise floor: " + ", ".join(f"{f:.3g}" for f in floors) + ".")
+    if steps:
+        parts.append("Training steps: " + ", ".join(map(str, steps)) + ".")
+    parts.append("<i>ours</i> is the median over seeds, [min–max] its range (<i>by seed</i>: "
+                 "each seed's estimate, · for a fit that diverged or failed); <i>gap</i> the "
+                 "median log-gap (nats) at each fit's cut.")
+    if not baselines.empty:
+        names = ", ".join(dict.fromkeys(baselines["estimator"]))
+        where = ("without the training noise" if noise == "none" else
+                 "with Gaussian noise at the data-noise floor added")
+        parts.append(
+            f"Baselines (scikit-dimension: {html.escape(names)}) run on the same points as the "
+            f"fits (same subset, seed and preprocessing, {where}); one estimate per distinct "
+            f"data set of a group, median [min–max]. DANCo is skipped above {DANCO_MAX_DIM} "
+            "ambient dimensions."
+        )
+    return " ".join(parts)
+
+
+def write_html(
+    folder: Path,
+    name: str,
+    summary: pd.DataFrame,
+    baselines: pd.DataFrame,
+    fits: pd.DataFrame,
+    curves: pd.DataFrame,
+    *,
+    description: str | None = None,
+    noise: str = "none",
+    warn: Callable[[str], None] = lambda message: None,
+) -> Path:
+    """Write ``index.html``, its figures and tables into the local ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    headers, rows = table_rows(summary, baselines)
+    summary.to_csv(folder / "summary.csv", index=False)
+    if not baselines.empty:
+        baselines.drop(columns=["key"]).to_csv(folder / "baselines.csv", index=False)
+    latex = _latex(headers, rows)
+    (folder / "table.tex").write_text(latex)
+    overview = _save(plots.estimates_figure(summary, baselines), folder, "estimates.png")
+    counts = {k: int(summary[k].sum()) for k in ("fits", "ok", "diverged", "failed")}
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(name)}: intrinsic dimension</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(name)}: intrinsic dimension</h1>",
+    ]
+    if description:
+        out.append(f"<p>{html.escape(description)}</p>")
+    out.append(
+        f'<p class="meta">{len(summary)} groups, {counts["fits"]} fits: {counts["ok"]} ok, '
+        f'{counts["diverged"]} diverged, {counts["failed"]} failed. Generated {now}.</p>'
+    )
+    out.append(f"<h2>Estimates</h2>\n<p>{_method(summary, fits, baselines, noise)}</p>")
+    out.append(_table_html(headers, rows))
+    out.append(f'<div class="figs"><img src="{overview}" alt="estimates by group"></div>')
+    out.append(
+        '<p>Tables: <a href="summary.csv">summary.csv</a>'
+        + (' · <a href="baselines.csv">baselines.csv</a>' if not baselines.empty else "")
+        + ' · <a href="table.tex">table.tex</a> (LaTeX, booktabs):</p>'
+    )
+    out.append(f"<pre>{html.escape(latex)}</pre>")
+    out.append("<h2>Groups</h2>")
+    for row, label in zip(summary.to_dict("records"), plots.short_labels(summary),
+                          strict=True):
+        figures = _group_figures(row, fits, curves, folder, warn)
+        out.append(f'<h3 id="{html.escape(row["group_id"])}">{html.escape(row["group"] or label)}'
+                   "</h3>")
+        facts = [
+            ("estimate", _range(row["estimate"], row["estimate_min"], row["estimate_max"], 1)),
+            ("true dimension", _fmt(row["true_dim"])),
+            ("ambient dimension", _fmt(row["ambient_dim"])),
+            ("points per fit", _fmt(row["n"])),
+            ("fits ok / diverged / failed", f"{row['ok']} / {row['diverged']} / {row['failed']}"),
+            ("rule", f"{row['rule']}" + (f" × {row['threshold']:g}"
+                                         if row["threshold"] is not None
+                                         and not pd.isna(row["threshold"]) else "")),
+            ("noise floor σ² + σx²", _fmt(row["floor"], 6)),
+            ("log-gap at the cut", _fmt(row["gap"], 2)),
+        ]
+        mine = baselines[baselines["group_id"] == row["group_id"]] if len(baselines) else None
+        if mine is not None:
+            for b in mine.to_dict("records"):
+                value = _range(b["estimate"], b["estimate_min"], b["estimate_max"])
+                value += f" ({b['wall_s']:.2f} s)"
+                if isinstance(b["note"], str) and b["note"]:
+                    value += f" — {b['note']}"
+                facts.append((b["estimator"], value))
+        out.append(_table_html(["", ""], facts).replace("<tr><th></th><th></th></tr>\n", ""))
+        images = "".join(
+            f'<img src="{path}" alt="{html.escape(kind)}">' for kind, path in figures.items()
+        )
+        out.append(f'<div class="figs">{images}</div>')
+    out.append(
+        '<h2>Reading the tables in Python</h2><pre>from pipelines.results import load\n'
+        f'fits, curves, summary, baselines = load({name!r}, out=...)</pre>'
+    )
+    out.append("</body></html>")
+    index = folder / "index.html"
+    index.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return index
+
+
+# -- MLflow ----------------------------------------------------------------------------------
+
+
+def log_to_mlflow(uri: str, name: str, report_dir: Path, summary_file: Path) -> str | None:
+    """Log the report folder (as ``report/``) and ``summary.parquet`` to the newest parent run
+    of survey ``name``; returns its id, or ``None`` when the survey has no run there."""
+    from mlflow import MlflowClient
+
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not Path(uri[len(prefix):]).is_file():
+        return None  # no such store: do not create one just to find no run in it
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.kind = 'survey-run'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    if not runs:
+        return None
+    run_id = runs[0].info.run_id
+    client.log_artifacts(run_id, str(report_dir), REPORT_DIR)
+    client.log_artifact(run_id, str(summary_file))
+    client.set_tag(run_id, "report", "report/index.html")
+    return run_id
+
+
+# -- the whole report ------------------------------------------------------------------------
+
+
+def _upload(store: Store, local: Path) -> str:
+    """Copy the local report folder to ``<root>/report/`` (index.html last); returns its path."""
+    import pyarrow.fs as pafs
+
+    target = f"{store.root}/{REPORT_DIR}"
+    if store.fs.get_file_info(target).type != pafs.FileType.NotFound:
+        store.fs.delete_dir_contents(target)
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.name == "index.html")
+    for path in files:
+        dest = f"{target}/{path.relative_to(local).as_posix()}"
+        store.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+        with store.fs.open_output_stream(dest) as f:
+            f.write(path.read_bytes())
+    return f"{target}/index.html"
+
+
+def build_report(
+    store: Store,
+    *,
+    fit_ids: Sequence[str] | None = None,
+    description: str | None = None,
+    rule: str | None = None,
+    threshold: float | None = None,
+    group_by: Sequence[str] | None = None,
+    baselines: bool = True,
+    estimators: Sequence[str] = DEFAULT_ESTIMATORS,
+    noise: str = "none",
+    use_ray: bool = True,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Report:
+    """Summarise, run the baselines (cached), draw, and write ``<out>/<name>/report/``.
+
+    Args:
+        store: the survey's store.
+        fit_ids: the fits of the survey's job (the plan), in grid order; ``None``: all stored.
+        description: a line under the title (the job's description).
+        rule, threshold, group_by: see ``pipelines.analysis.summarize``.
+        baselines: run the classical estimators (else only cached ones are shown).
+        estimators, noise: see ``pipelines.baselines.compute_baselines``.
+        use_ray, address: run the baselines as Ray tasks, on this cluster.
+        tracking_uri: log the report and the summary to the survey's MLflow parent run.
+        warn: told about what went wrong without stopping the report.
+    """
+    notes: list[str] = []
+
+    def note(message: str) -> None:
+        notes.append(message)
+        if warn is not None:
+            warn(message)
+
+    fits = store.read_fits()
+    if fit_ids is not None:
+        fits = fits[fits["fit_id"].isin(set(fit_ids))]
+    if fits.empty:
+        raise AnalysisError(f"{store.survey}: no fits stored under {store.root}")
+    summary = summarize(fits, rule=rule, threshold=threshold, group_by=group_by, fit_ids=fit_ids)
+    write_summary(store, summary)
+    if baselines:
+        table = compute_baselines(store, fits, summary, estimators=estimators, noise=noise,
+                                  use_ray=use_ray, address=address)
+    else:
+        table = read_baselines(store, list(summary["group_id"]))
+    curves = store.read_curves()
+    curves = recompute_curves(curves[curves["fit_id"].isin(set(fits["fit_id"]))], fits, rule,
+                              threshold)
+    with tempfile.TemporaryDirectory(prefix="mflow-report-") as tmp:
+        local = Path(tmp) / REPORT_DIR
+        write_html(local, store.survey, summary, table, fits, curves, description=description,
+                   noise=noise, warn=note)
+        index = _upload(store, local)
+        run_id = None
+        if tracking_uri is not None:
+            summary_file = Path(tmp) / "summary.parquet"
+            with store.fs.open_input_stream(summary_path(store)) as f:
+                summary_file.write_bytes(f.read())
+            try:
+                run_id = log_to_mlflow(tracking_uri, store.survey, local, summary_file)
+                if run_id is None:
+                    note(f"MLflow at {tracking_uri}: no survey run of {store.survey!r}; the "
+                         "report is not logged there")
+            except Exception as exc:  # noqa: BLE001 - the report on disk is what matters
+                note(f"MLflow at {tracking_uri}: report not logged ({type(exc).__name__}: "
+                     f"{exc})")
+    return Report(index=index, summary=summary, baselines=table, mlflow_run_id=run_id,
+                  warnings=notes)
+

@@ -1,0 +1,159 @@
+"""The report folder: self-contained HTML whose every image exists, logged to MLflow."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from mflow.config import ModelSpec, PriorSpec
+from mflow.fit import CurvePoint, FitResult
+from mflow.model import ManifoldFlow
+from pipelines import plots
+from pipelines.cli import main
+from pipelines.report import build_report
+from pipelines.results import load
+from pipelines.spec import parse_job, plan
+from pipelines.store import Store, curve_rows, fit_record
+
+
+def tiny_raw(name: str) -> dict:
+    return {
+        "name": name,
+        "description": "Sine (true 1) and S-curve (true 2), two seeds, tiny budgets.",
+        "data": {"n": 300},
+        "grid": {"dataset": ["sine", "scurve"], "seed": [0, 1]},
+        "train": {"steps": 60, "log_every": 20, "batch_size": 64},
+    }
+
+
+def result(dataset: str, seed: int) -> FitResult:
+    """A made-up fit that ended ok: a spectrum with a clear cut after the true dimension."""
+    true = {"sine": 1, "scurve": 2}[dataset]
+    dim = true + 1
+    spectrum = tuple([1.0 + 0.1 * seed] * true + [1e-4 * (1 + seed)] * (dim - true))
+    curve = tuple(
+        CurvePoint(step=step, loss=2.0 - step / 30, noise_std=0.01, lr=1e-3,
+                   estimate=true if step > 20 else dim,
+                   eigenvalues=tuple(v * (1 + (60 - step) / 60) for v in spectrum))
+        for step in (20, 40, 60)
+    )
+    return FitResult(status="ok", error=None, steps=60, id_estimate=true, id_rule="threshold",
+                     eigenvalues=spectrum, curve=curve, n=300, ambient_dim=dim, true_dim=true,
+                     wall_s=1.0, device="cpu")
+
+
+def fitted(tmp_path: Path, name: str) -> tuple[Store, list, Path]:
+    """A stored survey of made-up fits, as ``survey run`` stores them (no training)."""
+    raw = tiny_raw(name)
+    job_file = tmp_path / f"{name}.yaml"
+    job_file.write_text(json.dumps(raw))  # JSON is YAML
+    fits = plan(parse_job(raw))
+    store = Store(tmp_path / "results", name)
+    for f in fits:
+        res = result(f.spec.data.dataset, f.spec.train.seed)
+        store.write(fit_record(name, f, res), curve_rows(name, f.fit_id, res))
+    return store, fits, job_file
+
+
+def images_of(index: Path) -> list[str]:
+    return re.findall(r'<img src="([^"]+)"', index.read_text())
+
+
+def test_report_folder_is_self_contained_and_logged_to_mlflow(tmp_path: Path):
+    store, fits, _ = fitted(tmp_path, "rep")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("rep", artifact_location=(tmp_path / "art").as_uri())
+    parent = client.create_run(experiment, tags={"kind": "survey-run"}).info.run_id
+    client.set_terminated(parent, "FINISHED")
+
+    report = build_report(store, fit_ids=[f.fit_id for f in fits], description="tiny",
+                          estimators=("TwoNN", "MLE"), use_ray=False, tracking_uri=uri)
+    index = Path(report.index)
+    assert index == Path(store.root) / "report" / "index.html" and index.is_file()
+    folder = index.parent
+    images = images_of(index)
+    assert images and len(images) == 1 + 3 * 2  # estimates, then spectrum/trajectory/data
+    for src in images:
+        assert not src.startswith(("/", "http")) and (folder / src).is_file(), src
+    for name in ("summary.csv", "baselines.csv", "table.tex"):
+        assert (folder / name).is_file()
+    text = index.read_text()
+    assert "http://" not in text and "https://" not in text  # readable offline
+    for needle in ("dataset=sine", "dataset=scurve", "TwoNN", "MLE", "tiny", "true"):
+        assert needle in text
+    assert r"\begin{tabular}" in (folder / "table.tex").read_text()
+
+    # Our estimate, the baselines and the true dimension side by side, per group.
+    assert list(report.summary["true_dim"]) == [1, 2]
+    assert set(report.baselines["estimator"]) == {"TwoNN", "MLE"}
+    assert (Path(store.root) / "summary.parquet").is_file()
+    assert len(report.baselines) == 4 and len(list((Path(store.root) / "baselines").iterdir())) == 2
+
+    assert report.mlflow_run_id == parent
+    logged = {a.path for a in client.list_artifacts(parent)}
+    assert {"report", "summary.parquet"} <= logged
+    assert "report/index.html" in {a.path for a in client.list_artifacts(parent, "report")}
+
+    tables = load("rep", out=tmp_path / "results")
+    assert len(tables.fits) == 4 and len(tables.summary) == 2 and len(tables.baselines) == 4
+    assert set(tables.curves["step"]) == {20, 40, 60}
+
+
+def test_report_command_on_a_job_file(tmp_path: Path, capsys):
+    store, fits, job_file = fitted(tmp_path, "cmd")
+    out = str(tmp_path / "results")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["report", str(job_file), "--out", out, "--tracking-uri", uri, "--no-baselines",
+            "--rule", "gap"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "report:" in captured.out and "cmd: estimated dimension" in captured.out
+    assert "no survey run of 'cmd'" in captured.out  # not logged: no MLflow parent run
+    index = Path(store.root) / "report" / "index.html"
+    for src in images_of(index):
+        assert (index.parent / src).is_file()
+    summary = pd.read_parquet(Path(store.root) / "summary.parquet")
+    assert set(summary["rule"]) == {"gap"}
+
+    assert main(["report", "nothing-here", "--out", out, "--no-baselines"]) == 2
+    assert "error: nothing-here: no fits stored" in capsys.readouterr().err
+    assert main(["report", str(job_file), "--out", out, "--estimators", "PCA"]) == 2
+    assert "error: --estimators: unknown 'PCA'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_survey_run_then_report_end_to_end(tmp_path: Path, ray_local, capsys):
+    """Real fits on a local Ray, then the report of the job file (about a minute)."""
+    raw = tiny_raw("e2e-report")
+    job_file = tmp_path / "e2e.yaml"
+    job_file.write_text(json.dumps(raw))
+    common = ["--out", str(tmp_path / "results"), "--tracking-uri",
+              f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    assert main(["run", str(job_file), *common]) == 0
+    root = tmp_path / "results" / "e2e-report"
+    assert (root / "summary.parquet").is_file()  # written at the end of the run
+    assert main(["report", str(job_file), *common, "--estimators", "TwoNN,MLE"]) == 0
+    assert "logged to MLflow run" in capsys.readouterr().out
+    index = root / "report" / "index.html"
+    for src in images_of(index):
+        assert (index.parent / src).is_file()
+
+
+def test_model_figures_from_a_model(tmp_path: Path):
+    """Samples and the latent projection, for when fits keep their weights."""
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).standard_normal((200, 3)).astype(np.float32)
+    for k in (1, 2):
+        model = ManifoldFlow.build(ModelSpec(couplings=2), PriorSpec(), (3,))
+        data = plots.png(plots.model_figure(model, x, k=k, n_samples=100))
+        assert data.startswith(b"\x89PNG")
+    grid = plots.image_grid_figure(np.random.default_rng(0).uniform(size=(5, 1, 8, 8)), "x")
+    assert plots.png(grid).startswith(b"\x89PNG")
