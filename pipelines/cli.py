@@ -6,6 +6,7 @@
     survey sync-mlflow NAME|JOB.yaml [--out DIR] [--tracking-uri URI] [--set key.path=value]
     survey analyze NAME|JOB.yaml [--out DIR] [--rule RULE] [--threshold X] [--group-by AXES]
     survey report NAME|JOB.yaml [--out DIR] [--tracking-uri URI] [--address ADDR] [--set ...]
+    survey submit JOB.yaml --address http://HEAD:8265 --out SHARED --tracking-uri URI [--set ...]
 
 Defaults: results under ``$MFLOW_RESULTS`` or ``./results``; MLflow at ``$MLFLOW_TRACKING_URI``
 or ``sqlite:///mlflow.db`` (in the working directory); a local Ray sized to this machine unless
@@ -88,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("target", metavar="NAME|JOB.yaml")
     status.add_argument("--out", default=None, help="results folder or URI")
     with_set(status)
+
+    sub = commands.add_parser(
+        "submit", help="run a survey on a Ray cluster through the Ray Jobs API"
+    )
+    sub.add_argument("job", metavar="JOB.yaml")
+    sub.add_argument("--address", required=True, help="the cluster's Jobs API, e.g. "
+                     "http://127.0.0.1:8265 through `ray dashboard cluster.yaml`")
+    sub.add_argument("--out", required=True, help="shared results: an absolute NFS path or "
+                     "s3://...")
+    sub.add_argument("--tracking-uri", required=True, help="the cluster's MLflow server, e.g. "
+                     "http://127.0.0.1:5000 on the head")
+    with_set(sub)
 
     sync = commands.add_parser(
         "sync-mlflow", help="record in MLflow the stored fits it lacks (from Parquet)"
@@ -479,9 +492,18 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_submit(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.submit import submit
+
+    load_job(args.job, args.overrides)  # refuse a bad job here, not on the cluster
+    submission = submit(args.job, args.address, args.out, args.tracking_uri, args.overrides)
+    console.print(submission.instructions())
+    return 0
+
+
 _COMMANDS = {
     "run": _cmd_run, "validate": _cmd_validate, "status": _cmd_status, "sync-mlflow": _cmd_sync,
-    "analyze": _cmd_analyze, "report": _cmd_report,
+    "analyze": _cmd_analyze, "report": _cmd_report, "submit": _cmd_submit,
 }
 
 

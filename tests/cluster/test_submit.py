@@ -91,3 +91,13 @@ def test_submitted_survey_runs_on_the_cluster(tmp_path, monkeypatch):
         if server is not None:
             server.terminate()
         cluster.shutdown()
+
+
+def test_cli_submit_refuses_an_unreachable_cluster_in_one_line(capsys):
+    from pipelines.cli import main
+
+    code = main(["submit", "jobs/quickstart.yaml", "--address", "http://127.0.0.1:1",
+                 "--out", "/shared/results", "--tracking-uri", "http://127.0.0.1:5000"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: --address http://127.0.0.1:1:") and "Traceback" not in err
