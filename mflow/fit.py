@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,6 +32,7 @@ __all__ = [
     "check_train",
     "early_stop_due",
     "fit",
+    "fit_artifacts",
     "make_optimizer",
     "make_result",
     "noise_std",
@@ -216,6 +218,40 @@ def make_result(
     )
 
 
+SAMPLES_IMAGE = 16  # model samples kept per fit of images (a grid in the report)
+SAMPLES_VECTOR = 1000  # per fit of vectors (a scatter, and the distance to the true manifold)
+PROJECTED = 1000  # training points whose latent projection is kept
+
+
+@torch.no_grad()
+def fit_artifacts(
+    model: ManifoldFlow, x: Tensor, estimate: int | None, seed: int
+) -> dict[str, np.ndarray]:
+    """What a trained model makes of its data, small enough to keep beside the fit's row.
+
+    ``samples``: ``g^{-1}(z)``, ``z ~`` the prior (``SAMPLES_IMAGE`` for images, else
+    ``SAMPLES_VECTOR``), in data units. ``projection``: ``g(x) E_k`` of up to ``PROJECTED``
+    training points, ``k = min(max(estimate, 1), 3)``; ``index``: which points (rows of ``x``).
+
+    Example:
+        >>> spec = FitSpec().replace(train={"steps": 0})
+        >>> trainer = Trainer(spec)
+        >>> sorted((k, v.shape) for k, v in fit_artifacts(trainer.model, trainer.x, 1, 0).items())
+        [('index', (1000,)), ('projection', (1000, 1)), ('samples', (1000, 2))]
+    """
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    n_samples = SAMPLES_IMAGE if x.dim() > 2 else SAMPLES_VECTOR
+    samples = model.sample(n_samples, gen).float().cpu().numpy()
+    n = x.shape[0]
+    index = np.sort(np.random.default_rng(seed).choice(n, size=min(n, PROJECTED), replace=False))
+    k = min(max(estimate or 1, 1), 3, model.prior.dim)
+    projection = model.project(x[torch.as_tensor(index, device=x.device)], k)
+    model.train(was_training)
+    return {"samples": samples, "projection": projection.float().cpu().numpy(), "index": index}
+
+
 class Trainer:
     """A fit in progress. ``run`` trains to ``spec.train.steps`` and returns a ``FitResult``.
 
@@ -329,6 +365,11 @@ class Trainer:
             self.spec, self.data, self.step, eigenvalues, self.curve, self.wall_s,
             self.device, self.diverged_step, self.stop_reason,
         )
+
+    def artifacts(self) -> dict[str, np.ndarray]:
+        """``fit_artifacts`` of the model as it stands (read at the current estimate)."""
+        estimate = self.curve[-1].estimate if self.curve else None
+        return fit_artifacts(self.model, self.x, estimate, self.spec.train.seed)
 
     # -- checkpoints ------------------------------------------------------------------------
 

@@ -8,8 +8,9 @@ does K fits' work. The fits stay separate: each has its own data, its own random
 floating-point rounding), its own gradient clipping, divergence, curve and result. Adam is
 element-wise, so one Adam over the stacked parameters is K independent Adams.
 
-Fits can share a pack when everything but ``data.seed``, ``train.seed`` and the data-noise
-schedule (``train.noise_start``, ``noise_floor``) is equal: see ``pack_key``.
+Fits can share a pack when everything but ``data.seed``, ``data.classes``, ``data.latent_dim``,
+``train.seed`` and the data-noise schedule (``train.noise_start``, ``noise_floor``) is equal,
+and their data have equal shapes: see ``pack_key``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
@@ -33,18 +35,22 @@ from mflow.fit import (
     build_model,
     check_train,
     early_stop_due,
+    fit_artifacts,
     make_optimizer,
     make_result,
     noise_std,
     read_dimension,
     resolve_device,
 )
+from mflow.model import ManifoldFlow
 
 __all__ = ["PACKABLE_FIELDS", "PackTrainer", "fit_pack", "pack_key"]
 
 #: Fields that may differ between the fits of one pack.
 PACKABLE_FIELDS = {
-    "data": ("seed",),
+    # Equal-sized subsets of one dataset (another seed, class or latent dimension) have equal
+    # shapes; PackTrainer checks the shapes.
+    "data": ("seed", "classes", "latent_dim"),
     "train": ("seed", "noise_start", "noise_floor"),
 }
 
@@ -170,7 +176,9 @@ class PackTrainer:
 
     @torch.no_grad()
     def spectra(self) -> list[tuple[float, ...]]:
-        """Each fit's eigenvalues of ``A A^T``, descending."""
+        """Each fit's eigenvalues of ``A A^T``, descending (all 1 for the fixed ``N(0, I)``)."""
+        if "prior.weight" not in self.params:
+            return [(1.0,) * self.base.prior.dim for _ in self.specs]
         a = torch.tril(self.params["prior.weight"]).double()
         values = torch.linalg.eigvalsh(a @ a.transpose(1, 2)).flip(1).clamp_min(0.0).cpu()
         return [tuple(float(v) for v in row) for row in values]
@@ -218,6 +226,20 @@ class PackTrainer:
             done is None and bad is None
             for done, bad in zip(self.finished, self.diverged_steps, strict=True)
         )
+
+    def member(self, k: int) -> ManifoldFlow:
+        """Fit ``k`` as a standalone ``ManifoldFlow`` holding a copy of its current weights."""
+        spec, data = self.specs[k], self.datas[k]
+        model = ManifoldFlow.build(spec.model, spec.prior, data.sample_shape, spec.train.seed)
+        state = {name: t[k].detach() for name, t in {**self.params, **self.buffers}.items()}
+        model.load_state_dict(state)
+        return model.to(self.device, self.x.dtype)
+
+    def artifacts(self, k: int) -> dict[str, np.ndarray]:
+        """``fit_artifacts`` of fit ``k`` as it stands (read at its current estimate)."""
+        curve = self.curves[k]
+        estimate = curve[-1].estimate if curve else None
+        return fit_artifacts(self.member(k), self.x[k], estimate, self.specs[k].train.seed)
 
     # -- the loop ---------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@
     survey analyze NAME|JOB.yaml [--out DIR] [--rule RULE] [--threshold X] [--group-by AXES]
     survey report NAME|JOB.yaml [--out DIR] [--tracking-uri URI] [--address ADDR] [--set ...]
     survey submit JOB.yaml --address http://HEAD:8265 --out SHARED --tracking-uri URI [--set ...]
+    survey export JOB.yaml -o PLAN.json [--out DIR] [--set ...]     (then python -m mflow.batch)
+    survey import JOB.yaml BATCH_OUT [--out DIR] [--tracking-uri URI] [--set ...]
 
 Defaults: results under ``$MFLOW_RESULTS`` or ``./results``; MLflow at ``$MLFLOW_TRACKING_URI``
 or ``sqlite:///mlflow.db`` (in the working directory); a local Ray sized to this machine unless
@@ -68,12 +70,16 @@ def _parser() -> argparse.ArgumentParser:
             help="override a field of the job file (value parsed as YAML); repeatable",
         )
 
+    def with_store(p: argparse.ArgumentParser, tracking: bool = True) -> None:
+        p.add_argument("--out", default=None, help="results folder or URI (default: "
+                       "$MFLOW_RESULTS or ./results)")
+        if tracking:
+            p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: "
+                           "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+
     run = commands.add_parser("run", help="run a survey's fits that are not done yet")
     run.add_argument("job", metavar="JOB.yaml")
-    run.add_argument("--out", default=None, help="results folder or URI (default: "
-                     "$MFLOW_RESULTS or ./results)")
-    run.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: "
-                     "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    with_store(run)
     run.add_argument("--address", default=None, help="join this Ray cluster (default: start "
                      "a local Ray)")
     run.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
@@ -87,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="count a survey's fits by status")
     status.add_argument("target", metavar="NAME|JOB.yaml")
-    status.add_argument("--out", default=None, help="results folder or URI")
+    with_store(status, tracking=False)
     with_set(status)
 
     sub = commands.add_parser(
@@ -106,10 +112,24 @@ def _parser() -> argparse.ArgumentParser:
         "sync-mlflow", help="record in MLflow the stored fits it lacks (from Parquet)"
     )
     sync.add_argument("target", metavar="NAME|JOB.yaml")
-    sync.add_argument("--out", default=None, help="results folder or URI")
-    sync.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: "
-                      "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    with_store(sync)
     with_set(sync)
+
+    export = commands.add_parser(
+        "export", help="write the plan of fits not yet done, for `python -m mflow.batch`"
+    )
+    export.add_argument("job", metavar="JOB.yaml")
+    export.add_argument("-o", "--output", required=True, metavar="PLAN.json")
+    with_store(export, tracking=False)
+    with_set(export)
+
+    imp = commands.add_parser(
+        "import", help="record the results of `python -m mflow.batch` as fits of a job"
+    )
+    imp.add_argument("job", metavar="JOB.yaml")
+    imp.add_argument("folder", metavar="BATCH_OUT", help="the folder mflow.batch wrote")
+    with_store(imp)
+    with_set(imp)
 
     def with_analysis(p: argparse.ArgumentParser) -> None:
         p.add_argument("--rule", default=None, help="read every stored spectrum again with "
@@ -123,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
         "analyze", help="recompute summary.parquet from the stored spectra (no refit)"
     )
     analyze.add_argument("target", metavar="NAME|JOB.yaml")
-    analyze.add_argument("--out", default=None, help="results folder or URI")
+    with_store(analyze, tracking=False)
     with_analysis(analyze)
     with_set(analyze)
 
@@ -131,9 +151,7 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="write <out>/NAME/report/index.html: estimates, baselines, plots"
     )
     report.add_argument("target", metavar="NAME|JOB.yaml")
-    report.add_argument("--out", default=None, help="results folder or URI")
-    report.add_argument("--tracking-uri", default=None, help="MLflow tracking URI the report "
-                        "is logged to (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    with_store(report)
     report.add_argument("--address", default=None, help="run the baselines on this Ray "
                         "cluster (default: a local Ray)")
     with_analysis(report)
@@ -492,6 +510,45 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from pipelines.offline import export_plan
+    from pipelines.store import Store
+
+    job = load_job(args.job, args.overrides)
+    check_data(plan(job))
+    store = Store(args.out or _default_out(), job.name)
+    exported = export_plan(job, store.statuses())
+    try:
+        Path(args.output).write_text(json.dumps(exported, indent=1))
+    except OSError as exc:
+        raise JobError(f"{args.output}: cannot write the plan ({exc.strerror})") from None
+    console.print(f"{job.name}: {len(exported['fits'])} fits to {args.output}; train them "
+                  f"with `python -m mflow.batch {args.output} -o OUT`, then "
+                  f"`survey import {args.job} OUT`", highlight=False)
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.offline import import_results
+    from pipelines.store import Store
+
+    job = load_job(args.job, args.overrides)
+    out = args.out or _default_out()
+    tracking = args.tracking_uri or _default_tracking()
+    reporter = _ProgressReporter(console)
+    try:
+        outcome = import_results(job, args.folder, out, tracking, reporter)
+    finally:
+        reporter.stop()
+    console.print(f"{job.name}: imported {outcome.imported} fits, "
+                  f"{outcome.already_ok} already stored ok", highlight=False)
+    console.print(f"{job.name}: {_counts_line(Store(out, job.name), plan(job))}",
+                  highlight=False)
+    return 0
+
+
 def _cmd_submit(args: argparse.Namespace, console: Console) -> int:
     from pipelines.submit import submit
 
@@ -504,6 +561,7 @@ def _cmd_submit(args: argparse.Namespace, console: Console) -> int:
 _COMMANDS = {
     "run": _cmd_run, "validate": _cmd_validate, "status": _cmd_status, "sync-mlflow": _cmd_sync,
     "analyze": _cmd_analyze, "report": _cmd_report, "submit": _cmd_submit,
+    "export": _cmd_export, "import": _cmd_import,
 }
 
 

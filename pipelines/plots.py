@@ -301,41 +301,34 @@ def image_grid_figure(images: np.ndarray, title: str = "", columns: int = 8) -> 
     return fig
 
 
-def model_figure(model: Any, x: np.ndarray, k: int, n_samples: int = 1000,
-                 seed: int = 0, title: str = "") -> Figure:
-    """What a trained ``mflow.model.ManifoldFlow`` makes of data ``x``.
+def model_figure(x: np.ndarray, artifacts: Mapping[str, np.ndarray], title: str = "") -> Figure:
+    """What a trained model made of data ``x``, from its kept ``mflow.fit.fit_artifacts``.
 
-    Vectors (2-D or 3-D): the data, samples ``g^{-1}(z)``, ``z ~ N(0, A A^T)``, and the
-    ``k``-dimensional latent projection ``g(x) E_k`` (a histogram for ``k = 1``, a scatter
-    of the first two coordinates otherwise). Images: a grid of samples. Needs the weights of
-    a fit, which the store does not keep yet.
+    Images: a grid of model samples, clipped to the data's range. Vectors (2-D or 3-D): the
+    data, the model's samples ``g^{-1}(z)``, ``z ~ N(0, A A^T)``, and the latent projection
+    ``g(x) E_k`` (a histogram for ``k = 1``, else its first two coordinates). Other vectors:
+    the latent projection alone.
     """
-    import torch
-
-    param = next(model.parameters())
-    generator = torch.Generator(device=param.device).manual_seed(seed)
-    with torch.no_grad():
-        samples = model.sample(n_samples, generator).cpu().numpy()
-        xt = torch.as_tensor(np.asarray(x), device=param.device, dtype=param.dtype)
-        projection = model.project(xt, max(1, k)).cpu().numpy() if x.ndim == 2 else None
+    samples, projection = artifacts["samples"], artifacts["projection"]
     if x.ndim == 4:
-        return image_grid_figure(samples[:32], title or "model samples")
-    fig = Figure(figsize=(9, 3))
-    panels = [("data", x), ("model samples", samples)]
+        clipped = np.clip(samples.astype(np.float64), float(x.min()), float(x.max()))
+        return image_grid_figure(clipped, title or "model samples")
+    panels = [("data", x), ("model samples", samples)] if x.shape[1] in (2, 3) else []
+    fig = Figure(figsize=(3 * (len(panels) + 1), 3))
     for i, (name, points) in enumerate(panels):
         if x.shape[1] == 3:
-            ax = fig.add_subplot(1, 3, i + 1, projection="3d")
+            ax = fig.add_subplot(1, len(panels) + 1, i + 1, projection="3d")
             ax.scatter(points[:, 0], points[:, 1], points[:, 2], s=2, alpha=0.5)
         else:
-            ax = fig.add_subplot(1, 3, i + 1)
+            ax = fig.add_subplot(1, len(panels) + 1, i + 1)
             ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
         ax.set_title(name, fontsize=9)
-    ax = fig.add_subplot(1, 3, 3)
+    ax = fig.add_subplot(1, len(panels) + 1, len(panels) + 1)
     if projection.shape[1] == 1:
         ax.hist(projection[:, 0], bins=50)
     else:
         ax.scatter(projection[:, 0], projection[:, 1], s=2, alpha=0.5)
-    ax.set_title(f"latent projection (k = {k})", fontsize=9)
+    ax.set_title(f"latent projection (k = {projection.shape[1]})", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

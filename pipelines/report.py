@@ -139,21 +139,29 @@ def _save(fig, folder: Path, name: str) -> str:
     return f"figures/{name}"
 
 
-def _data_figure(config: str, title: str):
-    """The first data set a group's fits saw (scatter for 2-D/3-D, a grid for images)."""
+def _data_figures(config: str, title: str, artifacts: Mapping[str, np.ndarray] | None):
+    """The first data set a group's fits saw (scatter for 2-D/3-D, a grid for images) and,
+    where that fit kept its artifacts, what its model made of them."""
     from mflow.config import FitSpec
     from mflow.datasets import load
 
     data = load(FitSpec.from_dict(json.loads(config)).data)
+    figures = {}
     if data.is_image:
-        return plots.image_grid_figure(data.x[:32], f"{title}: data")
-    if data.x.ndim == 2 and data.x.shape[1] in (2, 3):
-        return plots.data_figure(data.x, f"{title}: data")
-    return None
+        figures["data"] = plots.image_grid_figure(data.x[:32], f"{title}: data")
+    elif data.x.ndim == 2 and data.x.shape[1] in (2, 3):
+        figures["data"] = plots.data_figure(data.x, f"{title}: data")
+    if artifacts is not None:
+        figures["model"] = plots.model_figure(data.x, artifacts, f"{title}: model (first fit)")
+    return figures
+
+
+ArtifactReader = Callable[[str], Mapping[str, np.ndarray] | None]
 
 
 def _group_figures(row: Mapping[str, Any], fits: pd.DataFrame, curves: pd.DataFrame,
-                   folder: Path, warn: Callable[[str], None]) -> dict[str, str]:
+                   read_artifacts: ArtifactReader, folder: Path,
+                   warn: Callable[[str], None]) -> dict[str, str]:
     gid = row["group_id"]
     group = fits.set_index("fit_id").loc[list(row["fit_ids"])]
     ok = group[group["status"] == "ok"]
@@ -173,13 +181,15 @@ def _group_figures(row: Mapping[str, Any], fits: pd.DataFrame, curves: pd.DataFr
                                     threshold=threshold),
             folder, f"{gid}-trajectory.png",
         )
+    first = ok.index[0] if len(ok) else None
     try:
-        fig = _data_figure(group["config"].iloc[0], row["group"] or "all")
-    except Exception as exc:  # noqa: BLE001 - the report goes on without the data figure
+        artifacts = read_artifacts(first) if first is not None else None
+        drawn = _data_figures(group["config"].iloc[0], row["group"] or "all", artifacts)
+    except Exception as exc:  # noqa: BLE001 - the report goes on without the data figures
         warn(f"{row['group']}: data not drawn ({type(exc).__name__}: {exc})")
-        fig = None
-    if fig is not None:
-        figures["data"] = _save(fig, folder, f"{gid}-data.png")
+        drawn = {}
+    for name, fig in drawn.items():
+        figures[name] = _save(fig, folder, f"{gid}-{name}.png")
     return figures
 
 
@@ -258,8 +268,10 @@ def write_html(
     description: str | None = None,
     noise: str = "none",
     warn: Callable[[str], None] = lambda message: None,
+    read_artifacts: ArtifactReader = lambda fit_id: None,
 ) -> Path:
-    """Write ``index.html``, its figures and tables into the local ``folder``."""
+    """Write ``index.html``, its figures and tables into the local ``folder``;
+    ``read_artifacts(fit_id)`` gives a fit's kept samples and projection (or ``None``)."""
     folder.mkdir(parents=True, exist_ok=True)
     headers, rows = table_rows(summary, baselines)
     summary.to_csv(folder / "summary.csv", index=False)
@@ -295,7 +307,7 @@ def write_html(
     out.append("<h2>Groups</h2>")
     for row, label in zip(summary.to_dict("records"), plots.short_labels(summary),
                           strict=True):
-        figures = _group_figures(row, fits, curves, folder, warn)
+        figures = _group_figures(row, fits, curves, read_artifacts, folder, warn)
         out.append(f'<h3 id="{html.escape(row["group_id"])}">{html.escape(row["group"] or label)}'
                    "</h3>")
         facts = [
@@ -435,7 +447,7 @@ def build_report(
     with tempfile.TemporaryDirectory(prefix="mflow-report-") as tmp:
         local = Path(tmp) / REPORT_DIR
         write_html(local, store.survey, summary, table, fits, curves, description=description,
-                   noise=noise, warn=note)
+                   noise=noise, warn=note, read_artifacts=store.read_artifacts)
         index = _upload(store, local)
         run_id = None
         if tracking_uri is not None:

@@ -29,6 +29,7 @@ forwards trial events, one per fit, to a ``FitEvents`` object in the driver proc
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.fs as pafs
 
 from mflow.config import FitSpec
@@ -61,6 +63,7 @@ __all__ = [
 STATE_FILE = "state.pt"  # the trainer's state_dict (torch.save)
 META_FILE = "meta.json"  # {"fit_ids": [...], "step": ..., "final": ...}
 RESULT_FILE = "result.json"  # {fit_id: FitResult}, in the last checkpoint only
+ARTIFACTS_FILE = "artifacts.npz"  # {"<fit_id>/<name>": array}, in the last checkpoint only
 TOP_EIGENVALUES = 10  # eigenvalues reported as metrics at each step
 PACK_PREFIX = "pack-"  # trial folders of packs (see packing.pack_id)
 
@@ -106,12 +109,24 @@ def _metrics(fit_id: str, point: CurvePoint) -> dict[str, Any]:
     return metrics
 
 
+def _artifacts(trainer, fit_ids: Sequence[str], results: Mapping[str, FitResult]
+               ) -> dict[str, np.ndarray]:
+    """Each ok fit's ``mflow.fit.fit_artifacts``, keyed ``<fit_id>/<name>``."""
+    arrays = {}
+    for k, fit_id in enumerate(fit_ids):
+        if results[fit_id].status != "ok":
+            continue
+        made = trainer.artifacts() if len(fit_ids) == 1 else trainer.artifacts(k)
+        arrays.update((f"{fit_id}/{name}", array) for name, array in made.items())
+    return arrays
+
+
 def _report(
     trainer, fit_ids: Sequence[str], metrics: dict[str, Any],
     results: Mapping[str, FitResult] | None = None, checkpoint: bool = True,
 ) -> None:
     """``tune.report`` ``metrics``, with a checkpoint of ``trainer`` (a ``Trainer`` or a
-    ``PackTrainer``) when asked, and the fits' results when they are final."""
+    ``PackTrainer``) when asked, and the fits' results and artifacts when they are final."""
     import torch
     from ray import tune
 
@@ -125,6 +140,8 @@ def _report(
         if results is not None:
             text = json.dumps({k: result_to_dict(r) for k, r in results.items()})
             Path(folder, RESULT_FILE).write_text(text)
+            np.savez_compressed(Path(folder, ARTIFACTS_FILE),
+                                **_artifacts(trainer, fit_ids, results))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
@@ -214,8 +231,10 @@ class FitEvents:
     def retrying(self, fit_id: str, error: str, attempt: int) -> None:
         """A trial failed and Tune restarts it from its last checkpoint."""
 
-    def finished(self, fit_id: str, result: FitResult, retries: int) -> None:
-        """A fit ended with a result (status ok or diverged)."""
+    def finished(self, fit_id: str, result: FitResult, retries: int,
+                 artifacts: Mapping[str, np.ndarray] | None = None) -> None:
+        """A fit ended with a result (status ok or diverged) and, when ok, its artifacts
+        (``mflow.fit.fit_artifacts``; ``None`` where a checkpoint lacks them)."""
 
     def failed(self, fit_id: str, error: str, detail: str, retries: int) -> None:
         """A fit failed after its retries; ``error`` is one line, ``detail`` the traceback."""
@@ -257,6 +276,21 @@ def _read_results(checkpoint) -> dict[str, FitResult]:
     if checkpoint is None:
         raise RuntimeError("the trial ended without a checkpoint")
     return {k: result_from_dict(d) for k, d in _read_json(checkpoint, RESULT_FILE).items()}
+
+
+def _read_artifacts(checkpoint) -> dict[str, dict[str, np.ndarray]]:
+    """``{fit_id: {name: array}}`` from a trial's final checkpoint; ``{}`` when it has none."""
+    try:
+        with checkpoint.filesystem.open_input_file(f"{checkpoint.path}/{ARTIFACTS_FILE}") as f:
+            data = f.read()
+    except (OSError, FileNotFoundError):
+        return {}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        for key in npz.files:
+            fit_id, name = key.split("/", 1)
+            out.setdefault(fit_id, {})[name] = npz[key]
+    return out
 
 
 def _make_callback(events: FitEvents):
@@ -307,12 +341,14 @@ def _make_callback(events: FitEvents):
             try:
                 results = _read_results(trial.checkpoint)
             except Exception as exc:  # noqa: BLE001 - recorded as failed fits
-                results, error = {}, f"no result: {exc}"
+                results, arrays, error = {}, {}, f"no result: {exc}"
             else:
+                arrays = _read_artifacts(trial.checkpoint)
                 error = "no result: the pack's final checkpoint lacks it"
             for fit_id in _fit_ids(trial):
                 if fit_id in results:
-                    self._call(self.events.finished, fit_id, results[fit_id], trial.num_failures)
+                    self._call(self.events.finished, fit_id, results[fit_id],
+                               trial.num_failures, arrays.get(fit_id))
                 else:
                     self._call(self.events.failed, fit_id, error, "", trial.num_failures)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
 import math
 import re
 import types
@@ -351,8 +352,18 @@ class Fit:
     axes: dict[str, Any]  # axis name -> label of this fit's value
 
 
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def fit_id(spec: FitSpec) -> str:
     """A stable, filename-safe id: the dataset name and a hash of the canonical config.
+
+    Fields left at ``None`` do not enter the hash, so adding a new optional field (default
+    ``None``) to the config keeps the ids, and the stored fits, of every existing survey. A
+    changed default value does change the ids, as it should: those fits are different fits.
 
     Example:
         >>> fit_id(FitSpec()) == fit_id(FitSpec.from_dict(FitSpec().to_dict()))
@@ -360,7 +371,8 @@ def fit_id(spec: FitSpec) -> str:
         >>> fit_id(FitSpec()).startswith("sine-")
         True
     """
-    digest = hashlib.sha256(spec.to_json().encode()).hexdigest()[:10]
+    canonical = json.dumps(_without_none(spec.to_dict()), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
     return f"{spec.data.dataset}-{digest}"
 
 

@@ -4,6 +4,7 @@ Layout under ``<out>/<survey>/``::
 
     fits/<fit_id>.parquet     one row: the fit's config, status, estimate and spectrum
     curves/<fit_id>.parquet   one row per logged step: loss, noise, lr, estimate, spectrum
+    artifacts/<fit_id>.npz    optional: model samples and the latent projection of some points
     tune/                     Ray Tune's trial folders and checkpoints (see pipelines.runner)
 
 A file is written under a temporary name starting with ``.`` in the same folder, then moved
@@ -17,6 +18,7 @@ take (``s3://bucket/prefix``); the survey name must be filename-safe (``check_na
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
@@ -24,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -204,6 +207,7 @@ class Store:
         self.root = f"{base.rstrip('/')}/{survey}"
         self.fits_dir = f"{self.root}/fits"
         self.curves_dir = f"{self.root}/curves"
+        self.artifacts_dir = f"{self.root}/artifacts"
 
     @property
     def tune_path(self) -> str:
@@ -246,6 +250,27 @@ class Store:
         self._write(curve, CURVES_SCHEMA, self.curve_path(fit_id))
         self._write([record], FITS_SCHEMA, self.fit_path(fit_id))
 
+    def write_artifacts(self, fit_id: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Keep a fit's arrays (model samples, latent projection) as ``artifacts/<id>.npz``."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        path = f"{self.artifacts_dir}/{fit_id}.npz"
+        self.fs.create_dir(self.artifacts_dir, recursive=True)
+        tmp = f"{self.artifacts_dir}/.{fit_id}.npz.{uuid.uuid4().hex}.tmp"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(buffer.getvalue())
+        self.fs.move(tmp, path)
+
+    def read_artifacts(self, fit_id: str) -> dict[str, np.ndarray] | None:
+        """A fit's kept arrays, or ``None`` when it has none."""
+        path = f"{self.artifacts_dir}/{fit_id}.npz"
+        if not self._exists(path):
+            return None
+        with self.fs.open_input_file(path) as f:
+            data = f.read()
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+
     def set_mlflow_run_id(self, fit_id: str, run_id: str) -> None:
         """Point the stored row of ``fit_id`` at MLflow run ``run_id`` (rewritten atomically)."""
         path = self.fit_path(fit_id)
@@ -279,6 +304,7 @@ class Store:
         driver writes there, and it calls this before it writes, so no writer is using them."""
         removed = 0
         for folder, prefix in ((self.fits_dir, "."), (self.curves_dir, "."),
+                               (self.artifacts_dir, "."),
                                (self.root, _WRITE_CHECK)):
             for info in _list(self.fs, folder):
                 if (info.type == pafs.FileType.File and info.base_name.startswith(prefix)

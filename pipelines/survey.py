@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mflow.fit import FitResult
@@ -98,7 +99,10 @@ class _Recorder(runner.FitEvents):
     def retrying(self, fit_id: str, error: str, attempt: int) -> None:
         self.reporter.retrying(self.fits[fit_id], error, attempt)
 
-    def finished(self, fit_id: str, result: FitResult, retries: int) -> None:
+    def finished(self, fit_id: str, result: FitResult, retries: int,
+                 artifacts: Mapping[str, np.ndarray] | None = None) -> None:
+        if artifacts:  # before the row, which marks the fit done
+            self.store.write_artifacts(fit_id, artifacts)
         self._record(self.fits[fit_id], result, None, "", retries)
 
     def failed(self, fit_id: str, error: str, detail: str, retries: int) -> None:

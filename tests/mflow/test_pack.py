@@ -77,3 +77,24 @@ def test_callback_stops_one_fit_and_keeps_its_result():
     results = fit_pack(specs, callback=lambda k, point, t: k == 0 and point.step == 20)
     assert results[0].steps == 20 and len(results[0].curve) == 1
     assert results[1].steps == 60 and len(results[1].curve) == 3
+
+
+def test_member_is_the_fit_as_a_standalone_model():
+    specs = _seeds(2)
+    trainer = PackTrainer(specs)
+    trainer.run()
+    for k in range(2):
+        model = trainer.member(k)
+        assert tuple(model.spectrum().tolist()) == pytest.approx(trainer.spectra()[k], rel=1e-5)
+        kept = trainer.artifacts(k)
+        assert kept["samples"].shape == (1000, 2) and kept["projection"].shape[0] == 300
+
+
+def test_fits_of_other_classes_pack_together_but_the_fixed_prior_has_a_flat_spectrum():
+    a = FitSpec(data=DataSpec("mnist", classes=(3,))).replace(train={"seed": 1})
+    b = FitSpec(data=DataSpec("mnist", classes=(7,))).replace(train={"seed": 2})
+    assert pack_key(a) == pack_key(b)
+    baseline = BASE.replace(prior={"kind": "standard"}, model={"volume_preserving": False})
+    results = fit_pack(_seeds(2, baseline))
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert results[0].eigenvalues == (1.0, 1.0)

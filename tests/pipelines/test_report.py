@@ -13,7 +13,7 @@ import torch
 from mlflow import MlflowClient
 
 from mflow.config import ModelSpec, PriorSpec
-from mflow.fit import CurvePoint, FitResult
+from mflow.fit import CurvePoint, FitResult, fit_artifacts
 from mflow.model import ManifoldFlow
 from pipelines import plots
 from pipelines.cli import main
@@ -145,15 +145,20 @@ def test_survey_run_then_report_end_to_end(tmp_path: Path, ray_local, capsys):
     index = root / "report" / "index.html"
     for src in images_of(index):
         assert (index.parent / src).is_file()
+    assert any(src.endswith("-model.png") for src in images_of(index))  # samples, projection
 
 
-def test_model_figures_from_a_model(tmp_path: Path):
-    """Samples and the latent projection, for when fits keep their weights."""
+def test_model_figures_from_kept_artifacts():
+    """Samples and the latent projection of a model, drawn from what a fit keeps."""
     torch.manual_seed(0)
-    x = np.random.default_rng(0).standard_normal((200, 3)).astype(np.float32)
-    for k in (1, 2):
-        model = ManifoldFlow.build(ModelSpec(couplings=2), PriorSpec(), (3,))
-        data = plots.png(plots.model_figure(model, x, k=k, n_samples=100))
-        assert data.startswith(b"\x89PNG")
+    for shape in ((3,), (2,), (5,), (1, 8, 8)):
+        x = torch.rand(200, *shape)
+        model = ManifoldFlow.build(ModelSpec(kind="conv" if len(shape) == 3 else "mlp",
+                                             couplings=2, conv_levels=1), PriorSpec(), shape)
+        for k in (1, 2):
+            kept = fit_artifacts(model, x, k, seed=0)
+            assert kept["projection"].shape == (200, k)
+            data = plots.png(plots.model_figure(x.numpy(), kept, "t"))
+            assert data.startswith(b"\x89PNG")
     grid = plots.image_grid_figure(np.random.default_rng(0).uniform(size=(5, 1, 8, 8)), "x")
     assert plots.png(grid).startswith(b"\x89PNG")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import hashlib
 import json
 import types
 from pathlib import Path
@@ -231,3 +232,16 @@ def test_file_errors_name_the_file(tmp_path: Path, text, expected):
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_unset_optional_fields_do_not_enter_the_fit_id():
+    """A new optional config field (default None) keeps the ids of stored fits; setting it,
+    or changing any other value, gives another id."""
+    spec = FitSpec()
+    assert spec.data.ambient_dim is None and spec.data.classes is None
+    canonical = json.dumps(
+        {s: {k: v for k, v in fields.items() if v is not None}
+         for s, fields in spec.to_dict().items()}, sort_keys=True)
+    assert fit_id(spec) == f"sine-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
+    assert fit_id(spec.replace(data={"ambient_dim": 5})) != fit_id(spec)
+    assert fit_id(spec.replace(train={"steps": 4001})) != fit_id(spec)
