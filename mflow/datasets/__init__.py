@@ -1,6 +1,6 @@
 """Datasets by name: one entry point, ``load(DataSpec) -> Dataset``, and one registry."""
 
-from mflow.datasets import arrays, images, mnist, synthetic, toys  # noqa: F401  (register)
+from mflow.datasets import arrays, images, manifolds, mnist, synthetic, toys  # noqa: F401  (register)
 from mflow.datasets.arrays import check_enough_rows, register_table_reader
 from mflow.datasets.registry import DATASETS, Dataset, load, register
 

@@ -27,6 +27,7 @@ __all__ = [
     "check_enough_rows",
     "read_array",
     "register_table_reader",
+    "standardize",
 ]
 
 MIN_ROWS = 2  # fewest rows a file may have; check_enough_rows compares with the batch size
@@ -203,6 +204,25 @@ def _checked(path: Path, x: np.ndarray) -> np.ndarray:
     return x[:, None] if x.ndim == 3 else x
 
 
+def standardize(x: np.ndarray, what: str) -> np.ndarray:
+    """``(x - mean) / std``: centre each column, then divide by the overall standard deviation.
+
+    The std is one number over all entries, ``sqrt(mean((x - mean)^2))``, so the shape of the
+    data (and its dimension) is kept and its scale becomes 1: the units the default noise
+    schedule and readout floor are written in. ``what`` names the data in the error raised
+    for constant data.
+
+    Example:
+        >>> standardize(np.array([[0.0, 0.0], [2.0, 4.0]]), "demo").round(3).tolist()
+        [[-0.632, -1.265], [0.632, 1.265]]
+    """
+    x = x - x.mean(axis=0)
+    std = x.std()
+    if std == 0:
+        raise ValueError(f"{what}: constant data cannot be standardized")
+    return x / std
+
+
 def check_enough_rows(dataset: Dataset, batch_size: int) -> None:
     """Refuse a dataset with fewer points than one batch, naming both numbers.
 
@@ -242,9 +262,5 @@ def array(spec: DataSpec) -> Dataset:
         rows = np.sort(np.random.default_rng(spec.seed).permutation(len(x))[: spec.n])
         x = x[rows]
     if spec.standardize:
-        x = x - x.mean(axis=0)
-        std = x.std()
-        if std == 0:
-            raise ValueError(f"{spec.path}: constant data cannot be standardized")
-        x = x / std
+        x = standardize(x, str(spec.path))
     return Dataset("array", x, factors={"row": rows})
