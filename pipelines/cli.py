@@ -195,22 +195,6 @@ def _describe(job: Job, console: Console) -> None:
     )
 
 
-def _summary_table(title: str, frame) -> Table:
-    table = Table(title=title, title_justify="left")
-    variant = any(frame["variant"]) if len(frame) else False
-    headers = ["dataset", "subset", "class", "noise floor"] + (["variant"] if variant else [])
-    headers += ["true", "estimates (by seed)", "median"]
-    for header in headers:
-        table.add_column(header, justify="right" if header not in ("dataset", "variant") else
-                         "left")
-    for row in frame.to_dict("records"):
-        cells = [row["dataset"], _fmt(row["subset"]), _fmt(row["class"]), _fmt(row["noise_floor"])]
-        cells += [row["variant"]] if variant else []
-        cells += [_fmt(row["true_dim"]), row["estimates"], _fmt(row["median"])]
-        table.add_row(*cells)
-    return table
-
-
 class _ProgressReporter(Reporter):
     """Draws the progress bar over the fits of a survey run (done, running, failed, ETA)."""
 
@@ -293,8 +277,9 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.analysis import summarize
     from pipelines.store import Store
-    from pipelines.survey import run_survey, summary
+    from pipelines.survey import run_survey
     from pipelines.tracking import describe
 
     job = load_job(args.job, args.overrides)
@@ -313,9 +298,10 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         )
     finally:
         reporter.stop()
-    frame = summary(store.read_fits(), [fit.fit_id for fit in fits])
+    frame = summarize(store.read_fits(), fit_ids=[fit.fit_id for fit in fits],
+                      **job.analysis.options())
     if len(frame):
-        console.print(_summary_table(f"{job.name}: estimated dimension", frame))
+        console.print(_estimates_table(f"{job.name}: estimated dimension", frame, None))
     counts = _counts_line(store, fits)
     console.print(f"{job.name}: {counts}", highlight=False)
     _print_not_ok(store, fits, console)
@@ -426,7 +412,8 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 
 def _analysis_target(args: argparse.Namespace):
-    """The store, the planned fit ids (a job file) or None (a name), and the job's description."""
+    """The store, the planned fit ids (a job file) or None (a name), the job's description,
+    and the summary options the job file sets (its ``analysis`` block)."""
     from pipelines.store import Store
 
     out = args.out or _default_out()
@@ -434,17 +421,19 @@ def _analysis_target(args: argparse.Namespace):
         job = load_job(args.target, args.overrides)
         store = Store(out, job.name)
         fit_ids, description = [fit.fit_id for fit in plan(job)], job.description
+        defaults = job.analysis.options()
     elif args.overrides:
         raise JobError("--set: needs a job file, not a survey name")
     else:
-        store, fit_ids, description = Store(out, args.target), None, None
+        store, fit_ids, description, defaults = Store(out, args.target), None, None, {}
     if not store.exists():
         raise JobError(f"{store.survey}: no fits stored under {out}")
-    return store, fit_ids, description
+    return store, fit_ids, description, defaults
 
 
-def _analysis_options(args: argparse.Namespace) -> dict[str, Any]:
-    group_by = None
+def _analysis_options(args: argparse.Namespace, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The summary options: the flags given, else the job file's, else the defaults."""
+    group_by = defaults.get("group_by")
     if args.group_by is not None:
         group_by = [a.strip() for a in args.group_by.split(",") if a.strip()]
     return {"rule": args.rule, "threshold": args.threshold, "group_by": group_by}
@@ -466,9 +455,10 @@ def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
     from pipelines.analysis import AnalysisError, summarize, summary_path, write_summary
     from pipelines.baselines import read_baselines
 
-    store, fit_ids, _ = _analysis_target(args)
+    store, fit_ids, _, defaults = _analysis_target(args)
     try:
-        summary = summarize(store.read_fits(), fit_ids=fit_ids, **_analysis_options(args))
+        summary = summarize(store.read_fits(), fit_ids=fit_ids,
+                            **_analysis_options(args, defaults))
     except AnalysisError as exc:
         raise JobError(str(exc)) from None
     write_summary(store, summary)
@@ -483,7 +473,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     from pipelines.baselines import ESTIMATORS
     from pipelines.report import build_report
 
-    store, fit_ids, description = _analysis_target(args)
+    store, fit_ids, description, defaults = _analysis_target(args)
     estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown:
@@ -494,7 +484,8 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
                       "per group, on Ray", highlight=False)
     try:
         report = build_report(
-            store, fit_ids=fit_ids, description=description, **_analysis_options(args),
+            store, fit_ids=fit_ids, description=description,
+            **_analysis_options(args, defaults),
             baselines=args.baselines and bool(estimators), estimators=estimators,
             noise=args.baseline_noise, address=args.address, tracking_uri=tracking,
             warn=lambda message: console.print(f"[yellow]warning:[/yellow] {message}"),

@@ -129,5 +129,6 @@ def import_results(
             except Exception as exc:  # noqa: BLE001 - tracking is best effort
                 reporter.warn(f"MLflow: could not close the import run ({exc})")
     outcome.counts = dict(survey_outcome.counts)
-    update_summary(store, [f.fit_id for f in all_fits], warn=reporter.warn)
+    update_summary(store, [f.fit_id for f in all_fits], warn=reporter.warn,
+                   **job.analysis.options())
     return outcome

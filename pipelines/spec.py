@@ -238,6 +238,18 @@ class Resources(BaseModel):
     checkpoint_every_s: LaxFloat = Field(30.0, ge=0)  # min seconds between checkpoints; 0: all
 
 
+class Analysis(BaseModel):
+    """How ``survey run``, ``analyze`` and ``report`` summarise the fits (their flags win)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group_by: list[StrictStr] | None = None  # grid axes to group by; None: all but the seed
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of ``pipelines.analysis.summarize``."""
+        return {"group_by": self.group_by}
+
+
 _BLOCKS = {section: _section_model(section) for section in SECTIONS}
 _TOP = create_model(
     "JobFile",
@@ -246,6 +258,7 @@ _TOP = create_model(
     description=(StrictStr | None, None),
     grid=(dict[StrictStr, Any] | None, None),
     resources=(Resources | None, None),
+    analysis=(Analysis | None, None),
     **{section: (model | None, None) for section, model in _BLOCKS.items()},
 )
 
@@ -337,6 +350,7 @@ class Job:
     resources: Resources
     raw: dict[str, Any]
     source: str | None = None
+    analysis: Analysis = Analysis()
 
     @property
     def axis_names(self) -> tuple[str, ...]:
@@ -563,6 +577,13 @@ def parse_job(
             f"resources.gpu: {resources.gpu:g} asked for; data-parallel fits over several GPUs "
             "are not supported yet, use gpu <= 1"
         )
+    analysis = top.analysis or Analysis()
+    for axis in analysis.group_by or []:
+        if axis not in {a.name for a in axes}:
+            raise JobError(
+                f"analysis.group_by: {axis!r} is not a grid axis; axes: "
+                f"{', '.join(a.name for a in axes) or 'none'}"
+            )
     return Job(
         name=top.name,
         description=top.description,
@@ -571,6 +592,7 @@ def parse_job(
         resources=resources,
         raw=raw,
         source=source,
+        analysis=analysis,
     )
 
 

@@ -9,25 +9,22 @@ survey run was killed continues from the newest checkpoint that run left.
 
 from __future__ import annotations
 
-import statistics
 import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from mflow.fit import FitResult
 from pipelines import runner
 from pipelines.analysis import update_summary
-from pipelines.spec import SHORT_AXES, Fit, Job, JobError, plan
-from pipelines.store import Store, curve_rows, fit_record, group_label
+from pipelines.spec import Fit, Job, JobError, plan
+from pipelines.store import Store, curve_rows, fit_record
 from pipelines.tracking import Tracker
 
-__all__ = ["Reporter", "SurveyOutcome", "pending_fits", "run_survey", "status_counts", "summary"]
+__all__ = ["Reporter", "SurveyOutcome", "pending_fits", "run_survey", "status_counts"]
 
 
 class Reporter:
@@ -205,7 +202,8 @@ def run_survey(
             except Exception as exc:  # noqa: BLE001
                 reporter.warn(f"MLflow: could not close the survey run ({exc})")
         _shutdown(started_ray)
-    update_summary(store, [f.fit_id for f in fits], warn=reporter.warn)  # summary.parquet
+    update_summary(store, [f.fit_id for f in fits], warn=reporter.warn,  # summary.parquet
+                   **job.analysis.options())
     return outcome
 
 
@@ -240,56 +238,3 @@ def status_counts(store: Store, fits: Sequence[Fit] | None = None) -> dict[str, 
         return dict(Counter(statuses.values()))
     counts = Counter(statuses.get(fit.fit_id, "pending") for fit in fits)
     return dict(counts)
-
-
-# Axes shown as their own columns in the summary; other non-seed axes form "variant".
-_COLUMN_AXES = {name for name in SHORT_AXES if name != "seed"} | {
-    path for name, paths in SHORT_AXES.items() if name != "seed" for path in paths
-}
-
-
-def _variant(axes: Mapping[str, Any]) -> str:
-    return group_label({k: v for k, v in axes.items() if k not in _COLUMN_AXES})
-
-
-def summary(fits_table: pd.DataFrame, fit_ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per group (dataset, subset, class, noise floor, variant): estimates over seeds.
-
-    ``estimates`` lists the seeds' estimates in seed order (``div``/``fail`` for fits that
-    diverged or failed); ``median`` is over the fits that finished ok.
-    """
-    import json
-
-    table = fits_table
-    if fit_ids is not None:
-        order = {fit_id: i for i, fit_id in enumerate(fit_ids)}
-        table = table[table["fit_id"].isin(order)]
-        table = table.assign(_order=table["fit_id"].map(order)).sort_values("_order")
-    columns = ["dataset", "subset", "class", "noise_floor", "variant", "true_dim", "fits",
-               "estimates", "median"]
-    if table.empty:
-        return pd.DataFrame(columns=columns)
-    table = table.assign(variant=[_variant(json.loads(a)) for a in table["axes"]])
-    rows = []
-    keys = ["dataset", "subset", "class", "noise_floor", "variant"]
-    for key, group in table.groupby(keys, dropna=False, sort=False):
-        group = group.sort_values("seed")
-        marks = []
-        for status, estimate in zip(group["status"], group["id_estimate"], strict=True):
-            if status == "ok" and not pd.isna(estimate):
-                marks.append(str(int(estimate)))
-            else:
-                marks.append({"diverged": "div"}.get(status, "fail"))
-        ok = [int(e) for s, e in zip(group["status"], group["id_estimate"], strict=True)
-              if s == "ok" and not pd.isna(e)]
-        true_dims = group["true_dim"].dropna()
-        rows.append(
-            dict(
-                zip(keys, key, strict=True),
-                true_dim=int(true_dims.iloc[0]) if len(true_dims) else None,
-                fits=len(group),
-                estimates=" ".join(marks),
-                median=statistics.median(ok) if ok else None,
-            )
-        )
-    return pd.DataFrame(rows, columns=columns)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from mflow.fit import FitResult
 from pipelines.analysis import (
@@ -183,3 +184,15 @@ def test_summary_round_trip_results_api_and_analyze_command(tmp_path: Path, caps
 def test_empty_table_gives_an_empty_summary_with_the_schema():
     frame = summarize(pd.DataFrame(columns=["fit_id", "config", "status"]), fit_ids=[])
     assert frame.empty and {"estimate", "eig_median", "gap"} <= set(frame.columns)
+
+
+def test_analyze_of_a_job_file_groups_as_the_job_says(tmp_path: Path):
+    store, _ = hand_made(tmp_path, "grouped")
+    job_file = tmp_path / "grouped.yaml"
+    raw = dict(job("grouped").raw, analysis={"group_by": ["seed"]})
+    job_file.write_text(yaml.safe_dump(raw))
+    out = str(tmp_path / "results")
+    assert main(["analyze", str(job_file), "--out", out]) == 0
+    assert list(read_summary(store)["group"]) == [f"seed={s}" for s in range(5)]
+    assert main(["analyze", str(job_file), "--out", out, "--group-by", "dataset"]) == 0
+    assert list(read_summary(store)["group"]) == ["dataset=sine", "dataset=scurve"]  # flag wins

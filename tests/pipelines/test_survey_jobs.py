@@ -20,6 +20,9 @@ EXPECTED = {
     "mnist": 3,
     "mnist_digits": 30,
     "noise_floors": 30,
+    "toys_baseline": 18,
+    "accuracy": 12,
+    "accuracy_heldout": 10,
 }
 NEEDS_MNIST = {"mnist", "mnist_digits", "synthetic_mnist"}
 

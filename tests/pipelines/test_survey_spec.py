@@ -245,3 +245,13 @@ def test_unset_optional_fields_do_not_enter_the_fit_id():
     assert fit_id(spec) == f"sine-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
     assert fit_id(spec.replace(data={"ambient_dim": 5})) != fit_id(spec)
     assert fit_id(spec.replace(train={"steps": 4001})) != fit_id(spec)
+
+
+def test_the_job_may_name_the_grouping():
+    job = parse_job(raw(grid={"dataset": ["sine", "line"], "seed": [0, 1]},
+                        analysis={"group_by": ["seed"]}))
+    assert job.analysis.options() == {"group_by": ["seed"]}
+    assert parse_job(raw()).analysis.options() == {"group_by": None}
+    assert "analysis.group_by: 'class' is not a grid axis; axes: seed" in error_of(
+        raw(grid={"seed": [0]}, analysis={"group_by": ["class"]}))
+    assert "analysis.rule" in error_of(raw(analysis={"rule": "gap"}))
