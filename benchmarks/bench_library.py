@@ -22,7 +22,7 @@ from torch import nn
 
 from mflow.config import DataSpec, FitSpec, ModelSpec
 from mflow.datasets import Dataset, load
-from mflow.fit import Trainer, noise_std
+from mflow.fit import Trainer, noise_std, prior_lr
 
 
 class BareCoupling(nn.Module):
@@ -107,7 +107,7 @@ def bare_loop(spec: FitSpec, x_all: torch.Tensor):
     flow = BareFlow(spec.model, tuple(x_all.shape[1:]), train.seed)
     a = nn.Parameter(torch.eye(flow.dim))
     opt = torch.optim.Adam(
-        [{"params": flow.parameters()}, {"params": [a], "lr": train.lr_prior}],
+        [{"params": flow.parameters()}, {"params": [a], "lr": prior_lr(train, flow.dim)}],
         lr=train.lr, foreach=True,
     )
     sched = torch.optim.lr_scheduler.StepLR(opt, train.lr_decay_every, train.lr_decay)

@@ -76,6 +76,12 @@ class TrainSpec:
     batch_size: int = 256  # points per step, drawn with replacement
     lr: float = 1e-3  # Adam learning rate of the flow
     lr_prior: float = 1e-2  # Adam learning rate of A: faster, so the prior tracks the flow
+    # ... at latent dimensions D up to this; above it, lr_prior * sqrt(lr_prior_dim / D). Adam
+    # moves each of A's D(D+1)/2 entries by about its learning rate, even where the gradient is
+    # only noise, so a row of A (an eigenvalue's worth of A A^T) drifts by about D lr^2: at a
+    # fixed rate a 400-D or 784-D prior never settles below the readout floor (README,
+    # "Results"). None: lr_prior at every D (the behaviour before this field existed).
+    lr_prior_dim: int | None = 3
     lr_decay: float = 0.9  # multiply the learning rate by this ...
     lr_decay_every: int = 400  # ... every this many steps
     weight_decay: float = 0.0  # L2 penalty (Adam's weight_decay) on the flow's parameters

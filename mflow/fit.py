@@ -36,6 +36,7 @@ __all__ = [
     "make_optimizer",
     "make_result",
     "noise_std",
+    "prior_lr",
     "read_dimension",
     "resolve_device",
 ]
@@ -161,14 +162,31 @@ def build_model(
     return model
 
 
+def prior_lr(train: TrainSpec, dim: int) -> float:
+    """The learning rate of ``A`` for a ``dim``-dimensional latent space: ``lr_prior`` up to
+    ``lr_prior_dim`` dimensions, then ``lr_prior * sqrt(lr_prior_dim / dim)`` (see TrainSpec).
+
+    Example:
+        >>> prior_lr(TrainSpec(), 2), prior_lr(TrainSpec(), 300)
+        (0.01, 0.001)
+        >>> prior_lr(TrainSpec(lr_prior_dim=None), 300)
+        0.01
+    """
+    if train.lr_prior_dim is None or dim <= train.lr_prior_dim:
+        return train.lr_prior
+    return train.lr_prior * math.sqrt(train.lr_prior_dim / dim)
+
+
 def make_optimizer(
-    flow_params: list[Tensor], prior_params: list[Tensor], train: TrainSpec
+    flow_params: list[Tensor], prior_params: list[Tensor], train: TrainSpec, dim: int
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
-    """Adam with the flow's and the prior's own learning rates and weight decays, and the
-    step schedule that multiplies both rates by ``lr_decay`` every ``lr_decay_every`` steps."""
+    """Adam with the flow's and the prior's own learning rates (``prior_lr`` for a
+    ``dim``-dimensional latent space) and weight decays, and the step schedule that multiplies
+    both rates by ``lr_decay`` every ``lr_decay_every`` steps."""
     groups = [
         {"params": flow_params, "weight_decay": train.weight_decay},
-        {"params": prior_params, "weight_decay": train.weight_decay_prior, "lr": train.lr_prior},
+        {"params": prior_params, "weight_decay": train.weight_decay_prior,
+         "lr": prior_lr(train, dim)},
     ]
     optimizer = torch.optim.Adam([g for g in groups if g["params"]], lr=train.lr, foreach=True)
     scheduler = torch.optim.lr_scheduler.StepLR(
@@ -271,7 +289,8 @@ class Trainer:
         self.x = torch.as_tensor(self.data.x, device=self.device, dtype=dtype)
         self.model = build_model(spec, self.x, self.data.sample_shape)
         self.optimizer, self.scheduler = make_optimizer(
-            list(self.model.flow.parameters()), list(self.model.prior.parameters()), train
+            list(self.model.flow.parameters()), list(self.model.prior.parameters()), train,
+            self.model.prior.dim,
         )
         self.generator = torch.Generator(device=self.device).manual_seed(train.seed)
         self.step = 0

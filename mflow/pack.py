@@ -109,7 +109,7 @@ class PackTrainer:
         self.params, self.buffers = stack_module_state(models)
         flow = [p for name, p in self.params.items() if not name.startswith("prior.")]
         prior = [p for name, p in self.params.items() if name.startswith("prior.")]
-        self.optimizer, self.scheduler = make_optimizer(flow, prior, train)
+        self.optimizer, self.scheduler = make_optimizer(flow, prior, train, self.base.prior.dim)
         self.generators = [
             torch.Generator(device=self.device).manual_seed(s.train.seed) for s in self.specs
         ]

@@ -428,6 +428,12 @@ def _analysis_target(args: argparse.Namespace):
         store, fit_ids, description, defaults = Store(out, args.target), None, None, {}
     if not store.exists():
         raise JobError(f"{store.survey}: no fits stored under {out}")
+    if fit_ids is not None and not set(fit_ids) & set(store.statuses()):
+        raise JobError(
+            f"{args.target}: none of its {len(fit_ids)} fits is stored under {out} (did the "
+            f"job file, --set or a default change since they ran?); give the survey name, "
+            f"{store.survey}, to use every stored fit"
+        )
     return store, fit_ids, description, defaults
 
 

@@ -118,6 +118,7 @@ BOUNDS: dict[str, tuple[str, float]] = {
     "train.log_every": (">=", 1),
     "train.lr": (">", 0),
     "train.lr_prior": (">", 0),
+    "train.lr_prior_dim": (">=", 1),
     "train.lr_decay": (">", 0),
     "train.lr_decay_every": (">=", 1),
     "train.weight_decay": (">=", 0),

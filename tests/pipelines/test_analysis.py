@@ -196,3 +196,13 @@ def test_analyze_of_a_job_file_groups_as_the_job_says(tmp_path: Path):
     assert list(read_summary(store)["group"]) == [f"seed={s}" for s in range(5)]
     assert main(["analyze", str(job_file), "--out", out, "--group-by", "dataset"]) == 0
     assert list(read_summary(store)["group"]) == ["dataset=sine", "dataset=scurve"]  # flag wins
+
+
+def test_analyze_of_a_changed_job_refuses_rather_than_writing_an_empty_summary(tmp_path, capsys):
+    store, _ = hand_made(tmp_path, "changed")
+    before = update_summary(store)
+    job_file = tmp_path / "changed.yaml"
+    job_file.write_text(yaml.safe_dump(dict(job("changed").raw, train={"steps": 11})))
+    assert main(["analyze", str(job_file), "--out", str(tmp_path / "results")]) == 2
+    assert "none of its 10 fits is stored" in capsys.readouterr().err
+    assert len(read_summary(store)) == len(before) == 2  # left as it was
