@@ -119,7 +119,9 @@ def import_results(
     try:
         for fit, result in todo:
             recorder.started(fit.fit_id)
-            recorder.finished(fit.fit_id, result, 0, kept.get(fit.fit_id))
+            if fit.fit_id in kept:
+                recorder.kept(fit.fit_id, kept[fit.fit_id])
+            recorder.finished(fit.fit_id, result, 0)
             outcome.imported += 1
         status = "FINISHED"
     finally:

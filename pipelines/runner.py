@@ -231,10 +231,11 @@ class FitEvents:
     def retrying(self, fit_id: str, error: str, attempt: int) -> None:
         """A trial failed and Tune restarts it from its last checkpoint."""
 
-    def finished(self, fit_id: str, result: FitResult, retries: int,
-                 artifacts: Mapping[str, np.ndarray] | None = None) -> None:
-        """A fit ended with a result (status ok or diverged) and, when ok, its artifacts
-        (``mflow.fit.fit_artifacts``; ``None`` where a checkpoint lacks them)."""
+    def kept(self, fit_id: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """An ok fit's arrays (``mflow.fit.fit_artifacts``), just before its ``finished``."""
+
+    def finished(self, fit_id: str, result: FitResult, retries: int) -> None:
+        """A fit ended with a result (status ok or diverged)."""
 
     def failed(self, fit_id: str, error: str, detail: str, retries: int) -> None:
         """A fit failed after its retries; ``error`` is one line, ``detail`` the traceback."""
@@ -347,8 +348,10 @@ def _make_callback(events: FitEvents):
                 error = "no result: the pack's final checkpoint lacks it"
             for fit_id in _fit_ids(trial):
                 if fit_id in results:
+                    if fit_id in arrays:
+                        self._call(self.events.kept, fit_id, arrays[fit_id])
                     self._call(self.events.finished, fit_id, results[fit_id],
-                               trial.num_failures, arrays.get(fit_id))
+                               trial.num_failures)
                 else:
                     self._call(self.events.failed, fit_id, error, "", trial.num_failures)
 

@@ -96,10 +96,10 @@ class _Recorder(runner.FitEvents):
     def retrying(self, fit_id: str, error: str, attempt: int) -> None:
         self.reporter.retrying(self.fits[fit_id], error, attempt)
 
-    def finished(self, fit_id: str, result: FitResult, retries: int,
-                 artifacts: Mapping[str, np.ndarray] | None = None) -> None:
-        if artifacts:  # before the row, which marks the fit done
-            self.store.write_artifacts(fit_id, artifacts)
+    def kept(self, fit_id: str, arrays: Mapping[str, np.ndarray]) -> None:
+        self.store.write_artifacts(fit_id, arrays)  # before the row, which marks the fit done
+
+    def finished(self, fit_id: str, result: FitResult, retries: int) -> None:
         self._record(self.fits[fit_id], result, None, "", retries)
 
     def failed(self, fit_id: str, error: str, detail: str, retries: int) -> None:

@@ -83,8 +83,9 @@ CASES: dict[str, tuple[Callable, list[str], str]] = {
         "grid.seed[1]: expected an integer, got 'one'"),
     "unknown dataset": (
         job, ["data.dataset=cifar10"],
-        "data.dataset: unknown dataset 'cifar10'; known: array, fading_square, line, mnist, "
-        "scurve, sine, synthetic_mnist"),
+        "data.dataset: unknown dataset 'cifar10'; known: array, fading_square, helix, "
+        "hypercube, line, mnist, scurve, sine, sphere, swiss_roll, synthetic_mnist, torus, "
+        "warped_subspace"),
     "missing data file": (
         lambda tmp, mp: job(tmp, data={"dataset": "array", "path": str(tmp / "gone.npy")}), [],
         "{tmp}/gone.npy: no such file (data.path)"),

@@ -48,7 +48,8 @@ def test_tiny_survey_end_to_end_then_a_rerun_does_nothing(
 
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "4 fits: 0 done before, 4 to run" in printed and "estimates (by seed)" in printed
+    assert "4 fits: 0 done before, 4 to run" in printed, printed
+    assert "e2e: estimated dimension" in printed and "by seed" in printed, printed
 
     frame = pd.read_parquet(out / "e2e" / "fits")
     assert set(COLUMNS) <= set(frame.columns)
