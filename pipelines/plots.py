@@ -313,15 +313,25 @@ def model_figure(x: np.ndarray, artifacts: Mapping[str, np.ndarray], title: str 
     if x.ndim == 4:
         clipped = np.clip(samples.astype(np.float64), float(x.min()), float(x.max()))
         return image_grid_figure(clipped, title or "model samples")
-    panels = [("data", x), ("model samples", samples)] if x.shape[1] in (2, 3) else []
+    # Both panels show the data's box (10% margin): a few samples from the flow's far tail
+    # would otherwise set the scale and flatten the rest into a line.
+    low, high = x.min(axis=0), x.max(axis=0)
+    low, high = low - 0.1 * (high - low), high + 0.1 * (high - low)
+    inside = np.all((samples >= low) & (samples <= high), axis=1)
+    outside = int((~inside).sum())
+    sample_title = "model samples" + (f" ({outside} outside, not drawn)" if outside else "")
+    panels = [("data", x), (sample_title, samples[inside])] if x.shape[1] in (2, 3) else []
     fig = Figure(figsize=(3 * (len(panels) + 1), 3))
     for i, (name, points) in enumerate(panels):
         if x.shape[1] == 3:
             ax = fig.add_subplot(1, len(panels) + 1, i + 1, projection="3d")
             ax.scatter(points[:, 0], points[:, 1], points[:, 2], s=2, alpha=0.5)
+            ax.set_zlim(low[2], high[2])
         else:
             ax = fig.add_subplot(1, len(panels) + 1, i + 1)
             ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+        ax.set_xlim(low[0], high[0])
+        ax.set_ylim(low[1], high[1])
         ax.set_title(name, fontsize=9)
     ax = fig.add_subplot(1, len(panels) + 1, len(panels) + 1)
     if projection.shape[1] == 1:
