@@ -59,12 +59,8 @@ def _artifacts(folder: Path) -> dict[str, dict[str, np.ndarray]]:
     path = folder / "artifacts.npz"
     if not path.exists():
         return {}
-    kept: dict[str, dict[str, np.ndarray]] = {}
     with np.load(path, allow_pickle=False) as npz:
-        for key in npz.files:
-            fid, name = key.split("/", 1)
-            kept.setdefault(fid, {})[name] = npz[key]
-    return kept
+        return Store.split_artifacts(npz)
 
 
 def _read(folder: Path, name: str, fits: Mapping[str, Fit]) -> list[tuple[Fit, Any]]:

@@ -48,6 +48,7 @@ from mflow.config import FitSpec
 from mflow.fit import CurvePoint, FitResult, Trainer
 from pipelines import packing
 from pipelines.spec import Fit, Resources
+from pipelines.store import Store
 
 __all__ = [
     "FitEvents",
@@ -286,12 +287,8 @@ def _read_artifacts(checkpoint) -> dict[str, dict[str, np.ndarray]]:
             data = f.read()
     except (OSError, FileNotFoundError):
         return {}
-    out: dict[str, dict[str, np.ndarray]] = {}
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        for key in npz.files:
-            fit_id, name = key.split("/", 1)
-            out.setdefault(fit_id, {})[name] = npz[key]
-    return out
+        return Store.split_artifacts(npz)
 
 
 def _make_callback(events: FitEvents):

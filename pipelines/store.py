@@ -261,6 +261,16 @@ class Store:
             f.write(buffer.getvalue())
         self.fs.move(tmp, path)
 
+    @staticmethod
+    def split_artifacts(npz: Any) -> dict[str, dict[str, np.ndarray]]:
+        """``{fit_id: {name: array}}`` from an npz whose keys are ``<fit_id>/<name>`` (what
+        ``mflow.batch`` and a pack trial's final checkpoint hold)."""
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for key in npz.files:
+            fit_id, name = key.split("/", 1)
+            out.setdefault(fit_id, {})[name] = npz[key]
+        return out
+
     def read_artifacts(self, fit_id: str) -> dict[str, np.ndarray] | None:
         """A fit's kept arrays, or ``None`` when it has none."""
         path = f"{self.artifacts_dir}/{fit_id}.npz"
