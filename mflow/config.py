@@ -33,7 +33,7 @@ class DataSpec:
     # warped_subspace, hypercube; their intrinsic dimension is latent_dim), embedded in R^D by
     # a random rotation; None: the family's smallest (e.g. latent_dim + 1 for the sphere)
     ambient_dim: int | None = None
-    standardize: bool = True  # array, constructed manifolds: centre, divide by the overall std
+    standardize: bool = True  # array, constructed manifolds: centre, divide by the principal std
     dequantize: bool = False  # add U(0, 1/256) to pixel values (mnist)
     scale: bool = True  # pixel values to [0, 1] (mnist); False keeps grey levels 0..255
     vae_steps: int = 20000  # training steps of the VAE behind synthetic_mnist (cached on disk)

@@ -57,7 +57,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from mflow.config import DataSpec, FitSpec
-from mflow.datasets import DATASETS
+from mflow.datasets import DATA_VERSIONS, DATASETS
 from mflow.datasets.mnist import FILES as MNIST_FILES
 from mflow.fit import check_train
 from mflow.flow import FLOW_KINDS
@@ -379,6 +379,8 @@ def fit_id(spec: FitSpec) -> str:
     Fields left at ``None`` do not enter the hash, so adding a new optional field (default
     ``None``) to the config keeps the ids, and the stored fits, of every existing survey. A
     changed default value does change the ids, as it should: those fits are different fits.
+    So does a dataset's loader version above 1 (``mflow.datasets.DATA_VERSIONS``): the same
+    config then loads other points.
 
     Example:
         >>> fit_id(FitSpec()) == fit_id(FitSpec.from_dict(FitSpec().to_dict()))
@@ -386,7 +388,11 @@ def fit_id(spec: FitSpec) -> str:
         >>> fit_id(FitSpec()).startswith("sine-")
         True
     """
-    canonical = json.dumps(_without_none(spec.to_dict()), sort_keys=True)
+    config = _without_none(spec.to_dict())
+    version = DATA_VERSIONS.get(spec.data.dataset, 1)
+    if version > 1:
+        config["data_version"] = version
+    canonical = json.dumps(config, sort_keys=True)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
     return f"{spec.data.dataset}-{digest}"
 

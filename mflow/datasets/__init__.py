@@ -2,6 +2,14 @@
 
 from mflow.datasets import arrays, images, manifolds, mnist, synthetic, toys  # noqa: F401  (register)
 from mflow.datasets.arrays import check_enough_rows, register_table_reader
-from mflow.datasets.registry import DATASETS, Dataset, load, register
+from mflow.datasets.registry import DATA_VERSIONS, DATASETS, Dataset, load, register
 
-__all__ = ["DATASETS", "Dataset", "check_enough_rows", "load", "register", "register_table_reader"]
+__all__ = [
+    "DATASETS",
+    "DATA_VERSIONS",
+    "Dataset",
+    "check_enough_rows",
+    "load",
+    "register",
+    "register_table_reader",
+]

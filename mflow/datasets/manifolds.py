@@ -6,10 +6,11 @@ dimension ``D`` from ``DataSpec.ambient_dim`` (``None``: the family's smallest, 
 first draws ``n`` points ``y`` in its own coordinates in ``R^m``; they are padded with ``D - m``
 zeros and rotated by a Haar-random orthogonal ``Q`` (``x = [y, 0] Q^T``), so the manifold lies
 in a random ``m``-dimensional subspace of ``R^D`` and no coordinate is special. Then, with
-``DataSpec.standardize`` (the default), ``x`` is centred and divided by its overall standard
-deviation (``mflow.datasets.arrays.standardize``), the scale the default noise schedule is
-written for. ``DataSpec.seed`` draws the points, the rotation and any random part of the
-shape (the warp): another seed is another instance of the family.
+``DataSpec.standardize`` (the default), ``x`` is centred and divided by its standard
+deviation along the first principal axis (``mflow.datasets.arrays.standardize``), the scale
+the default noise schedule is written for, and the same whatever ``D`` is. ``DataSpec.seed``
+draws the points, the rotation and any random part of the shape (the warp): another seed is
+another instance of the family.
 
 ==================  ==========================================  =====================
 name                construction (``d`` = latent_dim)           own dimension ``m``
@@ -28,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from mflow.config import DataSpec
-from mflow.datasets.arrays import standardize
+from mflow.datasets.arrays import STANDARDIZE_VERSION, standardize
 from mflow.datasets.registry import Dataset, register
 
 __all__ = [
@@ -110,7 +111,7 @@ def _points(spec: DataSpec) -> np.random.Generator:
     return np.random.default_rng([spec.seed, 0])
 
 
-@register("sphere")
+@register("sphere", version=STANDARDIZE_VERSION)
 def sphere(spec: DataSpec) -> Dataset:
     """The unit d-sphere ``S^d = {y in R^(d+1): |y| = 1}``, uniform: ``y = g / |g|``,
     ``g ~ N(0, I_(d+1))``. ``factors['y']``: the points on the sphere, before embedding.
@@ -126,7 +127,7 @@ def sphere(spec: DataSpec) -> Dataset:
     return _finish(spec, y, {"y": y})
 
 
-@register("torus")
+@register("torus", version=STANDARDIZE_VERSION)
 def torus(spec: DataSpec) -> Dataset:
     """The flat d-torus, a product of d unit circles: angles ``theta ~ U(0, 2 pi)^d`` and
     ``y = (cos theta_1, sin theta_1, ..., cos theta_d, sin theta_d)`` in ``R^(2d)``
@@ -138,7 +139,7 @@ def torus(spec: DataSpec) -> Dataset:
     return _finish(spec, y, {"theta": theta})
 
 
-@register("swiss_roll")
+@register("swiss_roll", version=STANDARDIZE_VERSION)
 def swiss_roll(spec: DataSpec) -> Dataset:
     """scikit-learn's swiss roll, with ``d - 1`` flat directions (``d = 2``: the classic).
 
@@ -155,7 +156,7 @@ def swiss_roll(spec: DataSpec) -> Dataset:
     return _finish(spec, y, {"t": t, "h": h})
 
 
-@register("helix")
+@register("helix", version=STANDARDIZE_VERSION)
 def helix(spec: DataSpec) -> Dataset:
     """A circular helix (``d = 1``), or a product of d of them: a curve of 2 turns of radius 1
     and rise 1 per turn, ``(cos t, sin t, t / (2 pi))`` with ``t ~ U(0, 4 pi)`` (uniform in arc
@@ -168,7 +169,7 @@ def helix(spec: DataSpec) -> Dataset:
     return _finish(spec, y, {"t": t})
 
 
-@register("warped_subspace")
+@register("warped_subspace", version=STANDARDIZE_VERSION)
 def warped_subspace(spec: DataSpec) -> Dataset:
     """A d-dimensional affine subspace bent by a smooth warp: the graph of ``f: R^d -> R^d``.
 
@@ -187,7 +188,7 @@ def warped_subspace(spec: DataSpec) -> Dataset:
     return _finish(spec, np.concatenate([u, warp], axis=1), {"u": u})
 
 
-@register("hypercube")
+@register("hypercube", version=STANDARDIZE_VERSION)
 def hypercube(spec: DataSpec) -> Dataset:
     """The uniform d-cube ``[0, 1]^d`` (flat, with edges and corners), in ``R^d``.
     ``factors['u']``: the points ``(n, d)``.

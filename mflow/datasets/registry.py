@@ -9,7 +9,7 @@ import numpy as np
 
 from mflow.config import DataSpec
 
-__all__ = ["DATASETS", "Dataset", "load", "register"]
+__all__ = ["DATASETS", "DATA_VERSIONS", "Dataset", "load", "register"]
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,25 @@ class Dataset:
 
 Loader = Callable[[DataSpec], Dataset]
 DATASETS: dict[str, Loader] = {}
+# A loader's version: raised when the same DataSpec comes to give other points (a changed
+# construction or scaling), so that fits of the old points are not taken for fits of the new
+# ones (the survey pipeline puts a version above 1 into the fit id).
+DATA_VERSIONS: dict[str, int] = {}
 
 
-def register(name: str) -> Callable[[Loader], Loader]:
-    """Decorator: make ``fn(spec) -> Dataset`` loadable as ``DataSpec(dataset=name)``."""
+def register(name: str, version: int = 1) -> Callable[[Loader], Loader]:
+    """Decorator: make ``fn(spec) -> Dataset`` loadable as ``DataSpec(dataset=name)``.
+
+    ``version``: raise it when the loader's output for a given ``DataSpec`` changes.
+    """
+    if version < 1:
+        raise ValueError(f"dataset {name!r}: version must be >= 1, got {version}")
 
     def wrap(fn: Loader) -> Loader:
         if name in DATASETS:
             raise ValueError(f"dataset {name!r} is registered twice")
         DATASETS[name] = fn
+        DATA_VERSIONS[name] = version
         return fn
 
     return wrap

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mflow.config import DataSpec
-from mflow.datasets import DATASETS, load
+from mflow.datasets import DATASETS, load, register
 
 # family -> its own dimension m for intrinsic dimension d
 OWN = {
@@ -48,7 +48,15 @@ def test_shape_and_true_dim(name: str, d: int, ambient: int | None) -> None:
 def test_standardized_by_default(name: str) -> None:
     x = load(_spec(name, 2, 7)).x.astype(np.float64)
     np.testing.assert_allclose(x.mean(axis=0), 0, atol=1e-6)
-    assert x.std() == pytest.approx(1, abs=1e-6)
+    assert np.linalg.eigvalsh(np.cov(x.T, bias=True))[-1] == pytest.approx(1, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_standardized_scale_does_not_depend_on_the_ambient_dimension(name: str) -> None:
+    """The same points rotated into R^m and into R^40 come out at the same size."""
+    own, high = load(_spec(name, 2, None)).x, load(_spec(name, 2, 40)).x
+    dist = [np.linalg.norm(x[1:] - x[:-1], axis=1) for x in (own, high)]
+    np.testing.assert_allclose(dist[1], dist[0], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -101,3 +109,8 @@ def test_too_few_ambient_dimensions_are_refused(name: str) -> None:
 def test_a_zero_intrinsic_dimension_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match=r"data\.latent_dim: .* must be >= 1, got 0"):
         load(_spec(name, 0))
+
+
+def test_a_loader_version_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="'nope': version must be >= 1, got 0"):
+        register("nope", version=0)

@@ -14,7 +14,8 @@ import pipelines.runner
 import pipelines.spec
 import pipelines.store
 import pipelines.tracking
-from mflow.config import FitSpec
+from mflow.config import DataSpec, FitSpec
+from mflow.datasets import DATA_VERSIONS
 from pipelines.spec import JobError, count, expand, fit_id, load_job, parse_job, plan
 
 
@@ -245,6 +246,18 @@ def test_unset_optional_fields_do_not_enter_the_fit_id():
     assert fit_id(spec) == f"sine-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
     assert fit_id(spec.replace(data={"ambient_dim": 5})) != fit_id(spec)
     assert fit_id(spec.replace(train={"steps": 4001})) != fit_id(spec)
+
+
+def test_a_loader_version_above_one_enters_the_fit_id(monkeypatch):
+    """Fits of points that a changed loader no longer gives are not taken for the new ones."""
+    spec = FitSpec(data=DataSpec("sphere", latent_dim=2))
+    assert DATA_VERSIONS["sphere"] == 2 and DATA_VERSIONS["sine"] == 1
+    config = {s: {k: v for k, v in f.items() if v is not None} for s, f in spec.to_dict().items()}
+    text = json.dumps({**config, "data_version": 2}, sort_keys=True)
+    assert fit_id(spec) == f"sphere-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    before = fit_id(spec)
+    monkeypatch.setitem(DATA_VERSIONS, "sphere", 1)  # as before the change: no version in it
+    assert fit_id(spec) != before
 
 
 def test_the_job_may_name_the_grouping():
