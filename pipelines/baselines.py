@@ -37,7 +37,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from mflow.config import FitSpec
-from mflow.datasets import load
+from mflow.datasets import DATA_VERSIONS, load
 from pipelines.store import Store
 
 __all__ = [
@@ -179,9 +179,14 @@ def estimate(name: str, x: np.ndarray) -> tuple[float | None, float, str | None]
 
 
 def _key(items: Sequence[Mapping[str, Any]], name: str) -> str:
-    text = json.dumps({"data": list(items), "estimator": name, "params": ESTIMATORS[name][0]},
-                      sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    payload: dict[str, Any] = {
+        "data": list(items), "estimator": name, "params": ESTIMATORS[name][0]
+    }
+    # A loader version above 1 (as in the fit id): the same DataSpec, other points.
+    versions = {i["data"]["dataset"]: DATA_VERSIONS.get(i["data"]["dataset"], 1) for i in items}
+    if any(v > 1 for v in versions.values()):
+        payload["data_versions"] = {k: v for k, v in versions.items() if v > 1}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # -- one group -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mflow.config import DataSpec, FitSpec
-from mflow.datasets import load
+from mflow.datasets import DATA_VERSIONS, load
 from pipelines import baselines
 from pipelines.analysis import summarize
 from pipelines.baselines import (
@@ -133,3 +133,13 @@ def test_data_that_cannot_be_loaded_is_noted_and_not_cached(tmp_path: Path):
                               use_ray=False)
     assert frame["estimate"].isna().all() and "data not loaded" in frame.loc[0, "note"]
     assert read_baselines(store).empty  # tried again next time
+
+
+def test_cached_estimates_follow_the_loader_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Estimates cached for points a changed loader no longer gives are not reused."""
+    sphere = data_sets([FitSpec(data=DataSpec("sphere", latent_dim=2)).to_json()])
+    sine = data_sets([FitSpec().to_json()])
+    before = baselines._key(sphere, "TwoNN"), baselines._key(sine, "TwoNN")
+    monkeypatch.setitem(DATA_VERSIONS, "sphere", 1)
+    assert baselines._key(sphere, "TwoNN") != before[0]
+    assert baselines._key(sine, "TwoNN") == before[1]  # version 1: the key as it always was
