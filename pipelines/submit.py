@@ -97,5 +97,10 @@ def submit(
                 " (the cluster wants its auth token: set RAY_AUTH_TOKEN or copy the head's "
                 "~/.ray/auth_token to this machine)"
             )
+        elif "413" in message:
+            message += (
+                f" (the project folder {root} is too large to upload: list large data files in "
+                ".gitignore, which the upload honours, or move them out)"
+            )
         raise JobError(f"--address {address}: {message}") from None
     return Submission(submission_id, address, entrypoint)
