@@ -87,6 +87,17 @@ def test_submitted_survey_runs_on_the_cluster(tmp_path, monkeypatch):
         assert status == JobStatus.SUCCEEDED, logs[-2000:]
         fits = pd.read_parquet(out / "quickstart" / "fits")
         assert list(fits["status"]) == ["ok"]
+
+        # A project folder over the Jobs API's upload limit (100 MiB) is refused in words.
+        big = tmp_path / "project"
+        (big / "jobs").mkdir(parents=True)
+        (big / "jobs" / "x.yaml").write_text("name: x\n")
+        with open(big / "data.bin", "wb") as f:  # random bytes: the zip cannot shrink them
+            for _ in range(105):
+                f.write(os.urandom(1 << 20))
+        with pytest.raises(JobError, match="too large to upload.*gitignore"):
+            submit(str(big / "jobs" / "x.yaml"), address, str(out),
+                   f"http://127.0.0.1:{mlflow_port}", root=big)
     finally:
         if server is not None:
             server.terminate()
