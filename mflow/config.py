@@ -93,10 +93,18 @@ class TrainSpec:
     grad_clip: float | None = 10.0  # max gradient norm; None disables clipping
     seed: int = 0  # seed of initialisation, batch order and noise
     log_every: int = 100  # record loss, spectrum and estimate every this many steps
-    # Early stop (see mflow.fit.early_stop_due): end the fit once its last this-many + 1 logged
-    # points read one estimate, at the data-noise floor, with a flat loss; 0 = off (the default).
+    # Early stop (see mflow.settle): end the fit at the first logged point where it has settled
+    # over its last this-many + 1 logged points; 0 = off (the default).
     early_stop_window: int = 0
     early_stop_tol: float = 0.05  # flat loss: max - min over the window <= tol * max(1, |loss|)
+    # How A A^T follows the flow (None: 'adam'). 'adam': A is a parameter trained by Adam at
+    # lr_prior. 'moment': A A^T is set every prior_every steps to the objective's maximiser for
+    # the flow as it stands, the second moment E[g(x) g(x)^T] of the codes (the spread noise
+    # cancels out), estimated by an exponential moving average over the training batches with
+    # decay prior_ema per step (README, "Settling").
+    prior_update: str | None = None
+    prior_every: int | None = None  # None: 5
+    prior_ema: float | None = None  # None: 0.98
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"  # float32 or float64
 
@@ -108,6 +116,10 @@ class ReadoutSpec:
     rule: str = "threshold"  # threshold or gap
     threshold: float = 20.0  # threshold rule: count eigenvalues above threshold * floor,
     # where floor = prior.sigma2 + train.noise_floor**2 (see mflow.readout)
+    # When a fit counts as settled (mflow.settle); None: the defaults there (5, 1.5, 2.0).
+    settle_window: int | None = None  # logged points judged (the last this-many + 1)
+    settle_drift: float | None = None  # max factor the eigenvalues either side of the cut move
+    settle_margin: float | None = None  # min factor between those eigenvalues and the cut
 
 
 @dataclass(frozen=True)

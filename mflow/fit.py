@@ -9,7 +9,6 @@ continues exactly as an uninterrupted one would on the same device.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,9 +18,10 @@ import torch
 from torch import Tensor
 
 from mflow.config import FitSpec, TrainSpec
-from mflow.datasets import Dataset, check_enough_rows, load
+from mflow.datasets import Dataset
 from mflow.model import ManifoldFlow
 from mflow.readout import estimate_dimension, noise_floor_variance
+from mflow.settle import Settling, settling
 
 __all__ = [
     "DTYPES",
@@ -32,16 +32,23 @@ __all__ = [
     "check_train",
     "early_stop_due",
     "fit",
+    "fit_settling",
     "fit_artifacts",
     "make_optimizer",
     "make_result",
     "noise_std",
     "prior_lr",
+    "prior_update",
+    "prior_update_settings",
     "read_dimension",
+    "readout_cut",
     "resolve_device",
 ]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+PRIOR_UPDATES = ("adam", "moment")  # train.prior_update
+PRIOR_EVERY = 5  # train.prior_every when None
+PRIOR_EMA = 0.98  # train.prior_ema when None
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,12 @@ class FitResult:
     device: str  # where it trained
     diverged_step: int | None = None  # first step whose loss was not finite
     stop_reason: str | None = None  # 'early_stop' when it settled before train.steps, else None
+    # Whether the estimate settled (mflow.settle) and the figures that decided it; None for
+    # results recorded before the criterion existed.
+    settled: bool | None = None
+    settle_stable_steps: int | None = None  # steps the estimate has held at the noise floor
+    settle_drift: float | None = None  # factor the eigenvalues either side of the cut moved
+    settle_margin: float | None = None  # smallest factor between them and the cut
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,29 +127,66 @@ def check_train(train: TrainSpec) -> None:
         raise ValueError("train: batch_size and log_every must be >= 1, steps >= 0")
     if train.early_stop_window < 0 or not train.early_stop_tol >= 0:
         raise ValueError("train: early_stop_window and early_stop_tol must be >= 0")
+    if not train.noise_start > 0 or not train.noise_floor > 0:
+        raise ValueError(
+            f"train.noise_start and train.noise_floor must be > 0, got {train.noise_start} and "
+            f"{train.noise_floor} (the prior starts at the data covariance + noise_start^2 I)"
+        )
+    if train.prior_update is not None and train.prior_update not in PRIOR_UPDATES:
+        raise ValueError(
+            f"train.prior_update: unknown {train.prior_update!r}; known: {list(PRIOR_UPDATES)}"
+        )
+    every, decay = prior_update_settings(train)
+    if every < 1 or not 0 <= decay < 1:
+        raise ValueError(
+            f"train: prior_every must be >= 1 and prior_ema in [0, 1), got {every} and {decay}"
+        )
 
 
-def early_stop_due(curve: Sequence[CurvePoint], train: TrainSpec) -> bool:
-    """Whether a fit has settled and may end before ``train.steps`` (``early_stop_window``
-    ``W > 0``): its last ``W + 1`` logged points read the same estimate, all at the data-noise
-    floor (an estimate read while the noise is still annealed is not final), and their losses
-    lie within ``early_stop_tol * max(1, |loss|)`` of each other (the loss has plateaued).
+def readout_cut(spec: FitSpec) -> float:
+    """The readout's cut ``threshold * floor``: eigenvalues above it count as used.
 
     Example:
-        >>> train = TrainSpec(early_stop_window=2, noise_floor=0.01)
+        >>> round(readout_cut(FitSpec()), 6)
+        0.00202
+    """
+    floor = noise_floor_variance(spec.prior.sigma2, spec.train.noise_floor)
+    return spec.readout.threshold * floor
+
+
+def fit_settling(spec: FitSpec, curve: Sequence[CurvePoint]) -> Settling:
+    """Whether the fit of ``spec`` with this curve has settled (``mflow.settle``)."""
+    return settling(curve, spec, readout_cut(spec))
+
+
+def early_stop_due(curve: Sequence[CurvePoint], spec: FitSpec) -> bool:
+    """Whether a fit with early stop on (``train.early_stop_window > 0``) may end now: it
+    has settled over its last ``early_stop_window + 1`` logged points (``mflow.settle``).
+
+    Example:
+        >>> spec = FitSpec().replace(train={"early_stop_window": 2, "noise_floor": 0.01})
         >>> flat = [CurvePoint(s, -3.0, 0.01, 1e-3, 1, (1.0, 1e-4)) for s in (100, 200, 300)]
-        >>> early_stop_due(flat, train), early_stop_due(flat[:2], train)
+        >>> early_stop_due(flat, spec), early_stop_due(flat[:2], spec)
         (True, False)
     """
-    window = train.early_stop_window
-    if window <= 0 or len(curve) <= window:
-        return False
-    recent = curve[-window - 1 :]
-    if len({p.estimate for p in recent}) > 1 or recent[0].noise_std > train.noise_floor:
-        return False
-    losses = [p.loss for p in recent]
-    scale = max(1.0, abs(losses[-1]))
-    return max(losses) - min(losses) <= train.early_stop_tol * scale
+    return spec.train.early_stop_window > 0 and fit_settling(spec, curve).settled
+
+
+def prior_update(train: TrainSpec) -> str:
+    """How ``A A^T`` follows the flow: ``adam`` (the default) or ``moment``."""
+    return train.prior_update or "adam"
+
+
+def prior_update_settings(train: TrainSpec) -> tuple[int, float]:
+    """The closed-form prior's refresh interval (steps) and moving-average decay per step.
+
+    Example:
+        >>> prior_update_settings(TrainSpec())
+        (5, 0.98)
+    """
+    every = PRIOR_EVERY if train.prior_every is None else train.prior_every
+    decay = PRIOR_EMA if train.prior_ema is None else train.prior_ema
+    return every, decay
 
 
 @torch.no_grad()
@@ -216,8 +266,9 @@ def make_result(
     diverged_step: int | None,
     stop_reason: str | None = None,
 ) -> FitResult:
-    """Assemble a ``FitResult``; a diverged fit has no estimate."""
+    """Assemble a ``FitResult``; a diverged fit has no estimate and has not settled."""
     diverged = diverged_step is not None
+    judged = fit_settling(spec, curve)
     return FitResult(
         status="diverged" if diverged else "ok",
         error=f"loss became NaN or inf at step {diverged_step}" if diverged else None,
@@ -233,6 +284,10 @@ def make_result(
         device=str(device),
         diverged_step=diverged_step,
         stop_reason=stop_reason,
+        settled=judged.settled and not diverged,
+        settle_stable_steps=judged.stable_steps,
+        settle_drift=judged.drift,
+        settle_margin=judged.margin,
     )
 
 
@@ -271,7 +326,12 @@ def fit_artifacts(
 
 
 class Trainer:
-    """A fit in progress. ``run`` trains to ``spec.train.steps`` and returns a ``FitResult``.
+    """A fit in progress: a pack of one (``mflow.pack.PackTrainer``, the one training loop).
+    ``run`` trains to ``spec.train.steps`` and returns a ``FitResult``.
+
+    ``state_dict`` captures all of it (model, optimiser, learning-rate schedule, random
+    generator, step, curve), so a fit restored from a checkpoint continues exactly as an
+    uninterrupted one would on the same device.
 
     Args:
         spec: the fit.
@@ -279,147 +339,73 @@ class Trainer:
     """
 
     def __init__(self, spec: FitSpec, data: Dataset | None = None) -> None:
-        train = spec.train
-        check_train(train)
-        self.spec = spec
-        self.data = data if data is not None else load(spec.data)
-        check_enough_rows(self.data, train.batch_size)
-        self.device = resolve_device(train.device)
-        dtype = DTYPES[train.dtype]
-        self.x = torch.as_tensor(self.data.x, device=self.device, dtype=dtype)
-        self.model = build_model(spec, self.x, self.data.sample_shape)
-        self.optimizer, self.scheduler = make_optimizer(
-            list(self.model.flow.parameters()), list(self.model.prior.parameters()), train,
-            self.model.prior.dim,
-        )
-        self.generator = torch.Generator(device=self.device).manual_seed(train.seed)
-        self.step = 0
-        self.curve: list[CurvePoint] = []
-        self.wall_s = 0.0
-        self.diverged_step: int | None = None
-        self.stop_reason: str | None = None  # 'early_stop' once early_stop_due said so
-        # Accumulated on the device, read only at logging steps: no host sync per step.
-        self._loss_sum = torch.zeros((), device=self.device, dtype=dtype)
-        self._first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
+        from mflow.pack import PackTrainer  # the loop builds on this module's pieces
 
-    # -- one step ---------------------------------------------------------------------------
+        self.spec = spec
+        self.pack = PackTrainer([spec], None if data is None else [data])
+        self.data = self.pack.datas[0]
+        self.device = self.pack.device
+
+    @property
+    def x(self) -> Tensor:
+        """The training points on the fit's device and dtype."""
+        return self.pack.x[0]
+
+    @property
+    def model(self) -> ManifoldFlow:
+        """The model as it stands (a copy of the fit's current weights)."""
+        return self.pack.member(0)
+
+    @property
+    def step(self) -> int:
+        return self.pack.step
+
+    @property
+    def curve(self) -> list[CurvePoint]:
+        return self.pack.curves[0]
+
+    @property
+    def wall_s(self) -> float:
+        return self.pack.wall_s
+
+    @property
+    def diverged_step(self) -> int | None:
+        return self.pack.diverged_steps[0]
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.pack.stop_reasons[0]
 
     def _train_step(self) -> None:
-        train = self.spec.train
-        idx = torch.randint(
-            self.data.n, (train.batch_size,), generator=self.generator, device=self.device
-        )
-        x = self.x[idx]
-        sigma_x = noise_std(train, self.step)
-        noise = torch.randn(x.shape, generator=self.generator, device=self.device, dtype=x.dtype)
-        loss = self.model.loss(x + sigma_x * noise, self.generator, self.spec.prior.entropy_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if train.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(
-                self.model.parameters(), train.grad_clip, foreach=True
-            )
-        self.optimizer.step()
-        self.scheduler.step()
-        loss = loss.detach()
-        bad = ~torch.isfinite(loss)
-        first = torch.where(bad & (self._first_bad < 0), self.step, self._first_bad)
-        self._first_bad = first
-        self._loss_sum = self._loss_sum + loss
-        self.step += 1
-
-    def _log(self, since: int) -> CurvePoint:
-        first_bad = int(self._first_bad)
-        if first_bad >= 0:
-            self.diverged_step = first_bad
-        eigenvalues = tuple(float(v) for v in self.model.spectrum().cpu())
-        point = CurvePoint(
-            step=self.step,
-            loss=float(self._loss_sum) / max(1, self.step - since),
-            noise_std=noise_std(self.spec.train, max(0, self.step - 1)),
-            lr=self.optimizer.param_groups[0]["lr"],
-            estimate=read_dimension(self.spec, eigenvalues),
-            eigenvalues=eigenvalues,
-        )
-        self._loss_sum = torch.zeros_like(self._loss_sum)
-        self.curve.append(point)
-        return point
-
-    # -- the loop ---------------------------------------------------------------------------
+        self.pack._train_step()
 
     def run(self, callback: Callable[[CurvePoint, Trainer], Any] | None = None) -> FitResult:
-        """Train until ``spec.train.steps``, divergence or an early stop (``early_stop_due``);
-        call ``callback`` at each log.
+        """Train until ``spec.train.steps``, divergence or an early stop (``mflow.settle``);
+        call ``callback`` at each log (not on the point where the loss was found non-finite).
 
         A callback that returns ``True`` stops the fit early (after the current point), as if
         it were killed: a later ``run`` continues it. An early stop is final.
         """
-        train = self.spec.train
-        self.model.train()
-        started = time.perf_counter()
-        since = self.step
-        try:
-            while (self.step < train.steps and self.diverged_step is None
-                   and self.stop_reason is None):
-                self._train_step()
-                if self.step % train.log_every == 0 or self.step == train.steps:
-                    self.wall_s += time.perf_counter() - started
-                    started = time.perf_counter()
-                    point = self._log(since)
-                    since = self.step
-                    if self.diverged_step is not None:
-                        continue
-                    if callback is not None and callback(point, self) is True:
-                        break
-                    if early_stop_due(self.curve, train):
-                        self.stop_reason = "early_stop"
-        finally:
-            self.wall_s += time.perf_counter() - started
-        return self.result()
+        forward = None if callback is None else (lambda _k, point, _p: callback(point, self))
+        return self.pack.run(forward)[0]
 
     def result(self) -> FitResult:
         """The fit's outcome as it stands."""
-        eigenvalues = tuple(float(v) for v in self.model.spectrum().cpu())
-        return make_result(
-            self.spec, self.data, self.step, eigenvalues, self.curve, self.wall_s,
-            self.device, self.diverged_step, self.stop_reason,
-        )
+        return self.pack.results()[0]
 
     def artifacts(self) -> dict[str, np.ndarray]:
         """``fit_artifacts`` of the model as it stands (read at the current estimate)."""
-        estimate = self.curve[-1].estimate if self.curve else None
-        return fit_artifacts(self.model, self.x, estimate, self.spec.train.seed)
+        return self.pack.artifacts(0)
 
     # -- checkpoints ------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue: tensors, dicts, lists and numbers only."""
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "generator": self.generator.get_state(),
-            "step": self.step,
-            "curve": [asdict(p) for p in self.curve],
-            "wall_s": self.wall_s,
-            "stop_reason": self.stop_reason,
-            "spec": self.spec.to_json(),
-        }
+        return self.pack.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state_dict()``; refuses the state of a different fit."""
-        if state["spec"] != self.spec.to_json():
-            raise ValueError("checkpoint: it belongs to a different fit spec")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        self.step = int(state["step"])
-        self.curve = [
-            CurvePoint(**{**p, "eigenvalues": tuple(p["eigenvalues"])}) for p in state["curve"]
-        ]
-        self.wall_s = float(state["wall_s"])
-        self.stop_reason = state.get("stop_reason")
+        """Continue from ``state_dict()``; refuses the state of a different fit spec."""
+        self.pack.load_state_dict(state)
 
     def save(self, path) -> None:
         """Write ``state_dict()`` to ``path`` (written to a temp name, then renamed)."""

@@ -61,12 +61,15 @@ class ManifoldFlow(nn.Module):
         flow = build_flow(model, tuple(shape), seed)
         return cls(flow, build_prior(prior, dim), torch.zeros(tuple(shape)))
 
-    def forward(self, x: Tensor, eps: Tensor, entropy_weight: float = 0.0) -> Tensor:
-        """The spread KL loss of batch ``x`` with spread noise ``eps`` (see ``mflow.objective``).
+    def forward(
+        self, x: Tensor, eps: Tensor, entropy_weight: float = 0.0, with_codes: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The spread KL loss of batch ``x`` with spread noise ``eps`` (see ``mflow.objective``),
+        and with ``with_codes`` the batch's codes ``g(x)`` (flattened, detached).
 
         Deterministic given its inputs, so ``torch.func`` can vectorise it over packed fits.
         """
-        return spread_kl_loss(self.encode, self.prior, x, eps, entropy_weight)
+        return spread_kl_loss(self.encode, self.prior, x, eps, entropy_weight, with_codes)
 
     def loss(
         self, x: Tensor, generator: torch.Generator | None = None, entropy_weight: float = 0.0

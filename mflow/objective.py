@@ -53,16 +53,18 @@ def spread_kl_loss(
     x: Tensor,
     eps: Tensor,
     entropy_weight: float = 0.0,
-) -> Tensor:
+    with_codes: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """The scalar loss above for one batch ``x`` and its spread noise ``eps``.
 
     ``flow(x) -> (z, logdet)``; ``prior`` has ``log_prob`` and ``sigma2``; ``eps`` has the
     shape of ``z`` (draw it with ``spread_noise``). Taking the noise as an argument keeps
     this function free of random state, so it can be vectorised over packed fits.
+    ``with_codes=True`` returns ``(loss, z)``, the codes detached (for the closed-form prior).
     """
     z, logdet = flow(x)
     z_spread = z + eps
     loss = -(prior.log_prob(z_spread) + logdet).mean()
     if entropy_weight:
         loss = loss + entropy_weight * negentropy_estimate(z_spread, z, prior.sigma2)
-    return loss
+    return (loss, z.detach()) if with_codes else loss

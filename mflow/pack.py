@@ -1,4 +1,4 @@
-"""Packed fits: several same-shaped fits trained together as one vectorised ensemble.
+"""The training loop: one or several same-shaped fits trained as one vectorised ensemble.
 
 A survey's fits are mostly small, and a small model leaves a device (or a CPU core) idle
 between tiny kernels. ``PackTrainer`` stacks the parameters of K fits (``torch.func``'s
@@ -7,6 +7,12 @@ does K fits' work. The fits stay separate: each has its own data, its own random
 (drawn in the same order as ``Trainer`` draws, so a packed fit follows its unpacked run up to
 floating-point rounding), its own gradient clipping, divergence, curve and result. Adam is
 element-wise, so one Adam over the stacked parameters is K independent Adams.
+
+This is the only training loop: a single fit (``mflow.fit.Trainer``) is a pack of one. A fit
+that stops (it settled, a callback stopped it, or its loss became NaN or inf) is frozen where
+it stopped: from that step on no update reaches its weights (they are restored after each
+shared optimiser step), so its spectrum, samples and projections all come from the weights it
+stopped with, and a diverged fit keeps the weights of its last finite step.
 
 Fits can share a pack when everything but ``data.seed``, ``data.classes``, ``data.latent_dim``,
 ``train.seed`` and the data-noise schedule (``train.noise_start``, ``noise_floor``) is equal,
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,6 +46,8 @@ from mflow.fit import (
     make_optimizer,
     make_result,
     noise_std,
+    prior_update,
+    prior_update_settings,
     read_dimension,
     resolve_device,
 )
@@ -107,26 +116,37 @@ class PackTrainer:
         ]
         self.base = copy.deepcopy(models[0]).to("meta")  # the shape of the computation
         self.params, self.buffers = stack_module_state(models)
+        # The closed-form prior: A A^T follows the codes' second moment instead of Adam.
+        self.moment = prior_update(train) == "moment" and "prior.weight" in self.params
         flow = [p for name, p in self.params.items() if not name.startswith("prior.")]
         prior = [p for name, p in self.params.items() if name.startswith("prior.")]
+        if self.moment:
+            for p in prior:
+                p.requires_grad_(False)
+            prior = []
         self.optimizer, self.scheduler = make_optimizer(flow, prior, train, self.base.prior.dim)
         self.generators = [
             torch.Generator(device=self.device).manual_seed(s.train.seed) for s in self.specs
         ]
+        k = len(self.specs)
         self.step = 0
         self.curves: list[list[CurvePoint]] = [[] for _ in self.specs]
         self.wall_s = 0.0
-        self.diverged_steps: list[int | None] = [None] * len(self.specs)
-        self.finished: list[FitResult | None] = [None] * len(self.specs)
-        self.stop_reasons: list[str | None] = [None] * len(self.specs)  # 'early_stop' or None
-        k = len(self.specs)
+        self.diverged_steps: list[int | None] = [None] * k
+        self.stop_reasons: list[str | None] = [None] * k  # 'early_stop' once settled
+        self.stopped_at: list[tuple[int, float] | None] = [None] * k  # (step, wall_s) at stop
+        self._paused: set[int] = set()  # stopped by a callback: for this run only
+        # Kept on the device and read only at logging steps: no host sync per step.
         self._loss_sum = torch.zeros(k, device=self.device, dtype=dtype)
+        self._loss_count = torch.zeros(k, device=self.device, dtype=dtype)
         self._first_bad = torch.full((k,), -1, device=self.device, dtype=torch.long)
+        self._live = torch.ones(k, device=self.device, dtype=torch.bool)
+        self._moment = self._covariances() if self.moment else None
         self._losses = vmap(self._member_loss)
 
-    def _member_loss(self, params, buffers, x: Tensor, eps: Tensor) -> Tensor:
+    def _member_loss(self, params, buffers, x: Tensor, eps: Tensor):
         weight = self.specs[0].prior.entropy_weight
-        return functional_call(self.base, (params, buffers), (x, eps, weight))
+        return functional_call(self.base, (params, buffers), (x, eps, weight, self.moment))
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -154,23 +174,55 @@ class PackTrainer:
         norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
         scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:
-            g.mul_(scale.reshape(-1, *([1] * (g.dim() - 1))))
+            g.mul_(_per_fit(scale, g))
 
     def _train_step(self) -> None:
         x, eps = self._draw()
-        losses = self._losses(self.params, self.buffers, x, eps)
-        finite = torch.isfinite(losses)
+        out = self._losses(self.params, self.buffers, x, eps)
+        losses, codes = out if self.moment else (out, None)
+        finite = torch.isfinite(losses.detach())
+        new_bad = self._live & ~finite & (self._first_bad < 0)
+        self._first_bad = torch.where(new_bad, self.step, self._first_bad)
+        live = self._live & finite
         self.optimizer.zero_grad(set_to_none=True)
-        # A diverged fit's NaN must not reach the others through the shared backward pass.
-        torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
+        # A diverged or stopped fit's loss must not reach the shared backward pass.
+        torch.where(live, losses, 0.0).sum().backward()
         self._clip()
+        trained = {name: p for name, p in self.params.items() if p.requires_grad}
+        before = {name: p.detach().clone() for name, p in trained.items()}
         self.optimizer.step()
         self.scheduler.step()
-        losses = losses.detach()
-        new_bad = ~finite & (self._first_bad < 0)
-        self._first_bad = torch.where(new_bad, self.step, self._first_bad)
-        self._loss_sum = self._loss_sum + losses
+        with torch.no_grad():
+            # Shared Adam moves every stacked fit (momentum, weight decay): put the weights of
+            # the fits that are not training back where they were.
+            for name, p in trained.items():
+                p.copy_(torch.where(_per_fit(live, p), p, before[name]))
+            if codes is not None:
+                self._follow_moment(codes, live)
+        self._live = live
+        self._loss_sum = self._loss_sum + torch.where(live, losses.detach(), 0.0)
+        self._loss_count = self._loss_count + live.to(self._loss_count.dtype)
         self.step += 1
+
+    def _covariances(self) -> Tensor:
+        """Each fit's ``A A^T``, stacked, in float64."""
+        a = torch.tril(self.params["prior.weight"].detach()).double()
+        return a @ a.transpose(1, 2)
+
+    def _follow_moment(self, codes: Tensor, live: Tensor) -> None:
+        """Move the second-moment average of the codes by one batch; every ``prior_every``
+        steps set ``A`` to its Cholesky factor (fits whose factor fails keep their ``A``)."""
+        train = self.specs[0].train
+        every, decay = prior_update_settings(train)
+        codes = codes.double()
+        batch = codes.transpose(1, 2) @ codes / codes.shape[1]
+        moved = decay * self._moment + (1.0 - decay) * batch
+        self._moment = torch.where(live[:, None, None], moved, self._moment)
+        if (self.step + 1) % every == 0:
+            chol, info = torch.linalg.cholesky_ex(self._moment)
+            take = (live & (info == 0))[:, None, None]
+            weight = self.params["prior.weight"]
+            weight.copy_(torch.where(take, chol.to(weight.dtype), weight))
 
     # -- logging and results ----------------------------------------------------------------
 
@@ -179,24 +231,38 @@ class PackTrainer:
         """Each fit's eigenvalues of ``A A^T``, descending (all 1 for the fixed ``N(0, I)``)."""
         if "prior.weight" not in self.params:
             return [(1.0,) * self.base.prior.dim for _ in self.specs]
-        a = torch.tril(self.params["prior.weight"]).double()
-        values = torch.linalg.eigvalsh(a @ a.transpose(1, 2)).flip(1).clamp_min(0.0).cpu()
+        values = torch.linalg.eigvalsh(self._covariances()).flip(1).clamp_min(0.0).cpu()
         return [tuple(float(v) for v in row) for row in values]
 
-    def _log(self, since: int) -> list[CurvePoint | None]:
+    def _training(self, k: int) -> bool:
+        return (self.diverged_steps[k] is None and self.stop_reasons[k] is None
+                and k not in self._paused)
+
+    def _refresh_live(self) -> None:
+        """The device's mask of training fits, from the host's view (and NaNs not yet logged)."""
+        training = torch.tensor([self._training(k) for k in range(len(self.specs))],
+                                device=self.device)
+        self._live = training & (self._first_bad < 0)
+
+    def _stop(self, k: int) -> None:
+        self.stopped_at[k] = (self.step, self.wall_s)
+
+    def _log(self) -> list[CurvePoint | None]:
+        """Each training fit's point at this step (None for fits stopped before it)."""
         first_bad = self._first_bad.tolist()
-        losses = (self._loss_sum / max(1, self.step - since)).tolist()
+        losses = (self._loss_sum / self._loss_count.clamp_min(1)).tolist()
         lr = self.optimizer.param_groups[0]["lr"]
         points: list[CurvePoint | None] = []
         for k, eigenvalues in enumerate(self.spectra()):
-            if self.finished[k] is not None or self.diverged_steps[k] is not None:
+            if not self._training(k):
                 points.append(None)
                 continue
             if first_bad[k] >= 0:
                 self.diverged_steps[k] = first_bad[k]
+                self._stop(k)
             point = CurvePoint(
                 step=self.step,
-                loss=losses[k],
+                loss=math.nan if first_bad[k] >= 0 else losses[k],
                 noise_std=noise_std(self.specs[k].train, max(0, self.step - 1)),
                 lr=lr,
                 estimate=read_dimension(self.specs[k], eigenvalues),
@@ -205,27 +271,19 @@ class PackTrainer:
             self.curves[k].append(point)
             points.append(point)
         self._loss_sum = torch.zeros_like(self._loss_sum)
+        self._loss_count = torch.zeros_like(self._loss_count)
         return points
 
-    def _result(self, k: int, eigenvalues: tuple[float, ...]) -> FitResult:
-        return make_result(
-            self.specs[k], self.datas[k], self.step, eigenvalues, self.curves[k],
-            self.wall_s, self.device, self.diverged_steps[k], self.stop_reasons[k],
-        )
-
     def results(self) -> list[FitResult]:
-        """Every fit's outcome as it stands (a fit stopped early keeps its own)."""
-        spectra = self.spectra()
-        return [
-            done if done is not None else self._result(k, spectra[k])
-            for k, done in enumerate(self.finished)
-        ]
-
-    def _active(self) -> bool:
-        return any(
-            done is None and bad is None
-            for done, bad in zip(self.finished, self.diverged_steps, strict=True)
-        )
+        """Every fit's outcome as it stands (a stopped fit's from the weights it stopped with)."""
+        results = []
+        for k, eigenvalues in enumerate(self.spectra()):
+            steps, wall_s = self.stopped_at[k] or (self.step, self.wall_s)
+            results.append(make_result(
+                self.specs[k], self.datas[k], steps, eigenvalues, self.curves[k], wall_s,
+                self.device, self.diverged_steps[k], self.stop_reasons[k],
+            ))
+        return results
 
     def member(self, k: int) -> ManifoldFlow:
         """Fit ``k`` as a standalone ``ManifoldFlow`` holding a copy of its current weights."""
@@ -246,34 +304,43 @@ class PackTrainer:
     def run(
         self, callback: Callable[[int, CurvePoint, PackTrainer], Any] | None = None
     ) -> list[FitResult]:
-        """Train every fit to ``train.steps``; ``callback(k, point, trainer)`` at each log.
+        """Train every fit to ``train.steps``; ``callback(k, point, trainer)`` at each log of
+        a fit that is still training (not on the point where its loss was found non-finite).
 
-        A callback returning ``True`` stops fit ``k`` there (its result is kept as it was), and
-        so does an early stop (``early_stop_due`` on fit ``k``'s curve and settings); the pack
-        trains on while any fit is still going. Wall time is shared: each fit's ``wall_s`` is
-        the pack's.
+        A callback returning ``True`` stops fit ``k`` there for this run, as if it were killed
+        (a later ``run`` continues it); a fit that settled (``early_stop_window > 0``, see
+        ``mflow.settle``) stops for good. Stopped fits are frozen; the loop trains on while
+        any fit is training. Wall time is shared: each fit's ``wall_s`` is the pack's up to
+        its stop.
         """
         steps, log_every = self.specs[0].train.steps, self.specs[0].train.log_every
+        for k in self._paused:
+            self.stopped_at[k] = None
+        self._paused.clear()
+        self._refresh_live()
         started = time.perf_counter()
-        since = self.step
         try:
-            while self.step < steps and self._active():
+            while self.step < steps and any(map(self._training, range(len(self.specs)))):
                 self._train_step()
-                if self.step % log_every == 0 or self.step == steps:
-                    self.wall_s += time.perf_counter() - started
-                    started = time.perf_counter()
-                    points = self._log(since)
-                    since = self.step
-                    for k, point in enumerate(points):
-                        if point is None:
-                            continue
-                        if callback is not None and callback(k, point, self) is True:
-                            self.finished[k] = self._result(k, point.eigenvalues)
-                        elif self.diverged_steps[k] is None and early_stop_due(
-                            self.curves[k], self.specs[k].train
-                        ):
-                            self.stop_reasons[k] = "early_stop"
-                            self.finished[k] = self._result(k, point.eigenvalues)
+                if self.step % log_every and self.step != steps:
+                    continue
+                self.wall_s += time.perf_counter() - started
+                started = time.perf_counter()
+                changed = False
+                for k, point in enumerate(self._log()):
+                    if point is None or self.diverged_steps[k] is not None:
+                        changed = changed or point is not None
+                        continue
+                    if callback is not None and callback(k, point, self) is True:
+                        self._paused.add(k)
+                    elif early_stop_due(self.curves[k], self.specs[k]):
+                        self.stop_reasons[k] = "early_stop"
+                    else:
+                        continue
+                    self._stop(k)
+                    changed = True
+                if changed:
+                    self._refresh_live()
         finally:
             self.wall_s += time.perf_counter() - started
         return self.results()
@@ -289,16 +356,25 @@ class PackTrainer:
             "generators": [g.get_state() for g in self.generators],
             "step": self.step,
             "curves": [[dataclasses.asdict(p) for p in curve] for curve in self.curves],
-            "finished": [k for k, done in enumerate(self.finished) if done is not None],
-            "stop_reasons": list(self.stop_reasons),
             "wall_s": self.wall_s,
+            "stop_reasons": list(self.stop_reasons),
+            "diverged_steps": list(self.diverged_steps),
+            "stopped_at": [None if s is None or k in self._paused else list(s)
+                           for k, s in enumerate(self.stopped_at)],
+            "first_bad": self._first_bad,
+            "loss_sum": self._loss_sum,
+            "loss_count": self._loss_count,
+            "moment": self._moment,
             "specs": [s.to_json() for s in self.specs],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state_dict()``; refuses the state of a different pack."""
+        """Continue from ``state_dict()``; refuses the state of other fits, or of an older
+        version of this loop."""
+        if "specs" not in state or "diverged_steps" not in state:
+            raise ValueError("checkpoint: written by an older version of the training loop")
         if state["specs"] != [s.to_json() for s in self.specs]:
-            raise ValueError("checkpoint: it belongs to a different pack of fits")
+            raise ValueError("checkpoint: it belongs to a different fit spec or pack of fits")
         with torch.no_grad():
             for name, value in state["params"].items():
                 self.params[name].copy_(value)
@@ -312,13 +388,22 @@ class PackTrainer:
             for curve in state["curves"]
         ]
         self.wall_s = float(state["wall_s"])
-        self.stop_reasons = list(state.get("stop_reasons", [None] * len(self.specs)))
-        for k in state["finished"]:
-            last = self.curves[k][-1]
-            self.finished[k] = make_result(
-                self.specs[k], self.datas[k], last.step, last.eigenvalues, self.curves[k],
-                self.wall_s, self.device, None, self.stop_reasons[k],
-            )
+        self.stop_reasons = list(state["stop_reasons"])
+        self.diverged_steps = list(state["diverged_steps"])
+        self.stopped_at = [None if s is None else (int(s[0]), float(s[1]))
+                           for s in state["stopped_at"]]
+        self._paused.clear()
+        self._first_bad = state["first_bad"].to(self.device)
+        self._loss_sum = state["loss_sum"].to(self.device)
+        self._loss_count = state["loss_count"].to(self.device)
+        if self.moment:
+            self._moment = state["moment"].to(self.device)
+        self._refresh_live()
+
+
+def _per_fit(mask: Tensor, like: Tensor) -> Tensor:
+    """A per-fit mask ``(K,)`` shaped to broadcast over stacked parameters ``(K, ...)``."""
+    return mask.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def fit_pack(

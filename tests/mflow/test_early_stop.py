@@ -6,39 +6,74 @@ import pytest
 import torch
 
 from mflow.config import DataSpec, FitSpec, TrainSpec
-from mflow.fit import CurvePoint, Trainer, check_train, early_stop_due, fit
+from mflow.fit import (
+    CurvePoint,
+    Trainer,
+    check_train,
+    early_stop_due,
+    fit,
+    fit_settling,
+    readout_cut,
+)
 from mflow.pack import PackTrainer, fit_pack
 
-TRAIN = TrainSpec(early_stop_window=3, early_stop_tol=0.05, noise_floor=0.01)
-# At its noise floor from the first step, with a lax tolerance: settles within a few logs.
+SPEC = FitSpec().replace(train={"early_stop_window": 3, "early_stop_tol": 0.05,
+                                 "noise_floor": 0.01})
+# At its noise floor from the first step, with a lax tolerance and margin: settles within a
+# few logs (its dropped eigenvalue is still within a factor 2 of the cut at 400 steps).
 SETTLING = FitSpec(data=DataSpec("sine", n=300)).replace(
     train={"steps": 400, "log_every": 20, "noise_start": 0.05, "noise_floor": 0.05,
-           "early_stop_window": 3, "early_stop_tol": 1.0}
+           "early_stop_window": 3, "early_stop_tol": 1.0},
+    readout={"settle_margin": 1.2},
 )
+CUT = readout_cut(SPEC)  # 20 * (1e-6 + 1e-4)
 
 
-def curve(*points: tuple[float, float, int]) -> list[CurvePoint]:
-    """Points of (loss, noise_std, estimate), 100 steps apart."""
+def curve(*points: tuple, spectrum=(1.0, 1e-4)) -> list[CurvePoint]:
+    """Points of (loss, noise_std, estimate[, spectrum]), 100 steps apart."""
     return [
-        CurvePoint(100 * (i + 1), loss, noise, 1e-3, estimate, (1.0, 1e-4))
-        for i, (loss, noise, estimate) in enumerate(points)
+        CurvePoint(100 * (i + 1), p[0], p[1], 1e-3, p[2], p[3] if len(p) > 3 else spectrum)
+        for i, p in enumerate(points)
     ]
 
 
 def test_rule_needs_a_full_window_of_one_estimate_at_the_floor_with_a_flat_loss():
     settled = curve(*[(-3.0, 0.01, 1)] * 4)
-    assert early_stop_due(settled, TRAIN)
-    assert not early_stop_due(settled[:3], TRAIN)  # window 3 needs 4 points
-    assert not early_stop_due(settled, TrainSpec(early_stop_window=0))  # off
-    assert not early_stop_due(curve(*[(-3.0, 0.01, 1)] * 3, (-3.0, 0.01, 2)), TRAIN)
-    assert not early_stop_due(curve((-3.0, 0.02, 1), *[(-3.0, 0.01, 1)] * 3), TRAIN)
+    assert early_stop_due(settled, SPEC)
+    assert not early_stop_due(settled[:3], SPEC)  # window 3 needs 4 points
+    assert not early_stop_due(settled, SPEC.replace(train={"early_stop_window": 0}))  # off
+    assert not early_stop_due(curve(*[(-3.0, 0.01, 1)] * 3, (-3.0, 0.01, 2)), SPEC)
+    assert not early_stop_due(curve((-3.0, 0.02, 1), *[(-3.0, 0.01, 1)] * 3), SPEC)
     # flat: max - min <= tol * max(1, |loss|) = 0.15 here
     assert early_stop_due(curve(
-        (-3.0, 0.01, 1), (-3.1, 0.01, 1), (-2.95, 0.01, 1), (-3.0, 0.01, 1)), TRAIN)
+        (-3.0, 0.01, 1), (-3.1, 0.01, 1), (-2.95, 0.01, 1), (-3.0, 0.01, 1)), SPEC)
     assert not early_stop_due(curve(
-        (-3.0, 0.01, 1), (-3.2, 0.01, 1), (-3.3, 0.01, 1), (-3.4, 0.01, 1)), TRAIN)
+        (-3.0, 0.01, 1), (-3.2, 0.01, 1), (-3.3, 0.01, 1), (-3.4, 0.01, 1)), SPEC)
     # near zero the scale is 1, not |loss|
-    assert early_stop_due(curve(*[(0.01, 0.01, 1)] * 3, (0.05, 0.01, 1)), TRAIN)
+    assert early_stop_due(curve(*[(0.01, 0.01, 1)] * 3, (0.05, 0.01, 1)), SPEC)
+
+
+def test_rule_needs_still_eigenvalues_clear_of_the_cut():
+    def at(*second: float) -> list[CurvePoint]:
+        return curve(*[(-3.0, 0.01, 1, (1.0, v)) for v in second])
+
+    assert fit_settling(SPEC, at(1e-4, 1e-4, 1e-4, 1e-4)).settled
+    # the first dropped eigenvalue still falling: by a factor 4 over the window
+    judged = fit_settling(SPEC, at(4e-4, 2e-4, 1.5e-4, 1e-4))
+    assert not judged.settled and judged.drift == pytest.approx(4.0)
+    # still, but within a factor 2 of the cut
+    judged = fit_settling(SPEC, at(*[0.6 * CUT] * 4))
+    assert not judged.settled and judged.margin == pytest.approx(1 / 0.6)
+    assert fit_settling(SPEC.replace(readout={"settle_margin": 1.5}), at(*[0.6 * CUT] * 4)).settled
+    # the kept eigenvalue must clear the cut too
+    low = curve(*[(-3.0, 0.01, 1, (1.5 * CUT, 1e-5))] * 4)
+    assert not fit_settling(SPEC, low).settled
+
+
+def test_stable_steps_count_back_to_the_last_change():
+    points = curve((-3.0, 0.01, 2), (-3.0, 0.01, 1), (-3.0, 0.01, 1), (-3.0, 0.01, 1))
+    assert fit_settling(SPEC, points).stable_steps == 200
+    assert fit_settling(SPEC, []).settled is False
 
 
 def test_negative_settings_are_refused():
@@ -46,14 +81,17 @@ def test_negative_settings_are_refused():
         check_train(TrainSpec(early_stop_window=-1))
     with pytest.raises(ValueError, match="early_stop_tol"):
         check_train(TrainSpec(early_stop_tol=-0.1))
+    with pytest.raises(ValueError, match="noise_start"):
+        check_train(TrainSpec(noise_start=0.0))
 
 
 def test_a_settled_fit_stops_at_the_first_settled_log_and_says_why():
     result = fit(SETTLING)
     assert result.status == "ok" and result.stop_reason == "early_stop"
     assert result.steps == result.curve[-1].step < SETTLING.train.steps
-    assert all(not early_stop_due(result.curve[:i], SETTLING.train)
+    assert all(not early_stop_due(result.curve[:i], SETTLING)
                for i in range(len(result.curve)))
+    assert result.settled and result.settle_margin >= 1.2
     # the stop changes nothing before it: the fit without it follows the same curve
     full = fit(SETTLING.replace(train={"early_stop_window": 0}))
     assert full.steps == 400 and full.stop_reason is None
@@ -79,7 +117,7 @@ def test_packed_fits_stop_on_their_own_as_they_would_alone():
     assert packed[0].steps < packed[1].steps
     for p, a in zip(packed, alone, strict=True):
         assert p.steps == a.steps and p.id_estimate == a.id_estimate
-        # batched and single kernels round differently; the gap grows slowly with the steps
+        # float32: batched and single kernels round differently (float64: see test_pack)
         assert p.eigenvalues == pytest.approx(a.eigenvalues, rel=5e-2)
 
 

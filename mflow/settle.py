@@ -1,0 +1,123 @@
+r"""Whether a fit has settled: one criterion over the trajectory of its spectrum.
+
+A fit's estimate is only an answer once training no longer moves it. ``settling`` judges the
+last ``W + 1`` logged points of a fit's curve (``W`` = ``settle_window``) and says that the
+fit **settled** when, over that window,
+
+1. every point reads the same estimate ``k`` and was logged at the data-noise floor (an
+   estimate read while ``sigma_x`` is still annealed is not final);
+2. the eigenvalues on both sides of the cut, ``lambda_k`` (the smallest one kept) and
+   ``lambda_{k+1}`` (the largest one dropped), moved by at most a factor ``settle_drift``
+   (``max / min`` over the window, for each of the two);
+3. at every point both lie at least a factor ``settle_margin`` from the cut
+   ``c = threshold * floor`` (``lambda_k >= margin * c`` and ``lambda_{k+1} <= c / margin``),
+   so that noise in either eigenvalue cannot flip the count;
+4. the loss is flat: ``max - min <= early_stop_tol * max(1, |loss|)`` over the window.
+
+The same criterion ends fits early (``train.early_stop_window > 0``): a fit stops at its first
+settled point, so "stopped early" and "settled" are one definition. The window is
+``train.early_stop_window`` when early stop is on, else ``readout.settle_window``.
+
+The figures it is decided on are kept with the verdict (``Settling``): the steps over which
+the estimate has been unchanged at the floor, the drift and the margin over the window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mflow.config import FitSpec
+
+__all__ = [
+    "SETTLE_DRIFT",
+    "SETTLE_MARGIN",
+    "SETTLE_WINDOW",
+    "Settling",
+    "settle_settings",
+    "settling",
+]
+
+#: Defaults of ``ReadoutSpec.settle_window`` / ``settle_drift`` / ``settle_margin`` (their
+#: ``None``), kept here so that existing fit ids, which hash the config, stay what they were.
+SETTLE_WINDOW = 5
+SETTLE_DRIFT = 1.5
+SETTLE_MARGIN = 2.0
+
+
+@dataclass(frozen=True)
+class Settling:
+    """The verdict and the figures it was decided on."""
+
+    settled: bool
+    stable_steps: int  # steps over which the estimate has not changed, at the noise floor
+    drift: float  # max over {lambda_k, lambda_k+1} of max/min over the window (inf: too short)
+    margin: float  # min over the window of the distance (a factor) of both from the cut
+
+
+def settle_settings(spec: FitSpec) -> tuple[int, float, float]:
+    """The window (logged points), drift and margin factors in force for ``spec``.
+
+    Example:
+        >>> settle_settings(FitSpec())
+        (5, 1.5, 2.0)
+        >>> settle_settings(FitSpec().replace(train={"early_stop_window": 3}))[0]
+        3
+    """
+    readout, train = spec.readout, spec.train
+    window = train.early_stop_window or (
+        SETTLE_WINDOW if readout.settle_window is None else readout.settle_window
+    )
+    drift = SETTLE_DRIFT if readout.settle_drift is None else readout.settle_drift
+    margin = SETTLE_MARGIN if readout.settle_margin is None else readout.settle_margin
+    return window, drift, margin
+
+
+def _stable_steps(curve: Sequence, noise_floor: float) -> int:
+    last = curve[-1]
+    first = last
+    for point in reversed(curve):
+        if point.estimate != last.estimate or point.noise_std > noise_floor:
+            break
+        first = point
+    return last.step - first.step
+
+
+def settling(curve: Sequence, spec: FitSpec, cut: float) -> Settling:
+    """Judge ``curve`` (``mflow.fit.CurvePoint`` s, oldest first) by the criterion above.
+
+    ``cut`` is the readout's cut ``threshold * floor``. A curve shorter than the window has
+    not settled (drift ``inf``).
+
+    Example:
+        >>> from mflow.fit import CurvePoint
+        >>> spec = FitSpec().replace(readout={"settle_window": 2})
+        >>> flat = [CurvePoint(s, -3.0, 0.01, 1e-3, 1, (1.0, 1e-4)) for s in (100, 200, 300)]
+        >>> settling(flat, spec, cut=4e-3)
+        Settling(settled=True, stable_steps=200, drift=1.0, margin=40.0)
+        >>> settling(flat[:2], spec, cut=4e-3).settled
+        False
+    """
+    window, max_drift, min_margin = settle_settings(spec)
+    if not curve:
+        return Settling(False, 0, math.inf, 0.0)
+    floor = spec.train.noise_floor
+    stable = _stable_steps(curve, floor)
+    recent = curve[-window - 1 :]
+    k = recent[-1].estimate
+    if len(recent) <= window or k < 0:
+        return Settling(False, stable, math.inf, 0.0)
+    drift, margin = 1.0, math.inf
+    dim = len(recent[-1].eigenvalues)
+    for index, above in ((k - 1, True), (k, False)):  # lambda_k and lambda_{k+1}, 0-based
+        if not 0 <= index < dim:
+            continue
+        values = [max(p.eigenvalues[index], 1e-300) for p in recent]
+        drift = max(drift, max(values) / min(values))
+        margin = min(margin, min(values) / cut if above else cut / max(values))
+    same = all(p.estimate == k and p.noise_std <= floor for p in recent)
+    losses = [p.loss for p in recent]
+    flat = max(losses) - min(losses) <= spec.train.early_stop_tol * max(1.0, abs(losses[-1]))
+    settled = same and flat and drift <= max_drift and margin >= min_margin
+    return Settling(settled, stable, drift, margin)
