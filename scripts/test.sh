@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up the environment, then run the test suite. Extra arguments go to pytest.
-# Default: everything but the tests marked slow. `bash scripts/test.sh -m slow` runs those.
+# Default: everything but the tests marked slow. `-m slow` runs only those, `-m ''` every test
+# (.ci/run runs both parts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -71,7 +71,10 @@ def test_job_runs_shrunk(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     if job.name in NEEDS_MNIST:
         folder = _mnist_dir()
         if folder is None:
-            pytest.skip("no MNIST files here (set MFLOW_DATA_DIR)")
+            missing = f"{path.stem} needs the MNIST files: none here (set MFLOW_DATA_DIR)"
+            if os.environ.get("CI"):
+                pytest.fail(f"CI: {missing}")  # CI has them: a skip there would hide the test
+            pytest.skip(missing)
         monkeypatch.setenv("MFLOW_DATA_DIR", str(folder))
         monkeypatch.setenv("MFLOW_CACHE_DIR", str(tmp_path))
     fits = plan(job)
@@ -82,4 +85,5 @@ def test_job_runs_shrunk(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
             train={"steps": 4, "log_every": 2, "batch_size": 16, "device": "cpu"},
         )
         result = fit(spec)
-        assert result.status in ("ok", "diverged") and result.steps <= 4
+        assert result.status == "ok", f"{item.fit_id}: {result.status}: {result.error}"
+        assert result.steps <= 4
