@@ -400,6 +400,7 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
         job = load_job(args.target, args.overrides)
         fits = plan(job)
         store = Store(out, job.name)
+        store.adopt_legacy(fits)
         console.print(f"{job.name}: {_counts_line(store, fits)}", highlight=False)
         return 0
     if args.overrides:
@@ -419,8 +420,9 @@ def _analysis_target(args: argparse.Namespace):
     out = args.out or _default_out()
     if _is_job_file(args.target):
         job = load_job(args.target, args.overrides)
-        store = Store(out, job.name)
-        fit_ids, description = [fit.fit_id for fit in plan(job)], job.description
+        store, fits = Store(out, job.name), plan(job)
+        store.adopt_legacy(fits)
+        fit_ids, description = [fit.fit_id for fit in fits], job.description
         defaults = job.analysis.options()
     elif args.overrides:
         raise JobError("--set: needs a job file, not a survey name")
@@ -514,8 +516,10 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     from pipelines.store import Store
 
     job = load_job(args.job, args.overrides)
-    check_data(plan(job))
+    fits = plan(job)
+    check_data(fits)
     store = Store(args.out or _default_out(), job.name)
+    store.adopt_legacy(fits)
     exported = export_plan(job, store.statuses())
     try:
         Path(args.output).write_text(json.dumps(exported, indent=1))

@@ -25,7 +25,7 @@ from mflow.batch import read_results
 from mflow.config import FitSpec
 from pipelines.analysis import update_summary
 from pipelines.runner import result_from_dict
-from pipelines.spec import Fit, Job, JobError, fit_id, plan
+from pipelines.spec import Fit, Job, JobError, fit_id, legacy_fit_id, plan
 from pipelines.store import Store
 from pipelines.survey import (
     Reporter,
@@ -77,8 +77,8 @@ def _read(folder: Path, name: str, fits: Mapping[str, Fit]) -> list[tuple[Fit, A
             result = result_from_dict(line["result"])
         except (KeyError, TypeError, ValueError) as exc:
             raise JobError(f"{where}: not a fit result ({exc})") from None
-        fid = fit_id(spec)
-        if fid != line.get("fit_id") or fid not in fits:
+        fid = fit_id(spec)  # a plan exported before ids changed names the fit by its old id
+        if line.get("fit_id") not in (fid, legacy_fit_id(spec)) or fid not in fits:
             raise JobError(
                 f"{where}: fit {line.get('fit_id')!r} is not a fit of job {name!r} as "
                 "configured (was the job file or --set changed after the export?)"
@@ -101,6 +101,7 @@ def import_results(
     found = _read(folder, job.name, {f.fit_id: f for f in all_fits})
     store = Store(out, job.name)
     store.prepare()
+    store.adopt_legacy(all_fits)
     statuses = store.statuses()
     todo = [(f, r) for f, r in found if statuses.get(f.fit_id) != "ok"]
     outcome = ImportOutcome(already_ok=len(found) - len(todo))

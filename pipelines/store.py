@@ -34,7 +34,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mflow.fit import FitResult
-from pipelines.spec import SHORT_AXES, Fit, JobError, check_name
+from pipelines.spec import SHORT_AXES, Fit, JobError, check_name, legacy_fit_id
 
 __all__ = ["CURVES_SCHEMA", "FITS_SCHEMA", "Store", "curve_rows", "fit_record", "group_label"]
 
@@ -289,6 +289,37 @@ class Store:
         for row in rows:
             row["mlflow_run_id"] = run_id
         self._write(rows, FITS_SCHEMA, path)
+
+    def adopt_legacy(self, fits: Sequence[Fit]) -> list[str]:
+        """Store under its id each of ``fits`` that is stored only under the id it had before
+        (``pipelines.spec.legacy_fit_id``: before fit ids left out the data folder, the device
+        and the logging interval). Its curve, artifacts and row (the row last: it marks the fit
+        done) are written under the new id, then the old files deleted. Returns the ids
+        adopted; a fit stored under both ids keeps its new files (and its old ones)."""
+        stored = set(self.statuses())
+        adopted = []
+        for fit in fits:
+            old = legacy_fit_id(fit.spec)
+            if fit.fit_id not in stored and old != fit.fit_id and old in stored:
+                self._rename(old, fit.fit_id)
+                adopted.append(fit.fit_id)
+        return adopted
+
+    def _rename(self, old: str, new: str) -> None:
+        def rows(path: str, schema: pa.Schema) -> list[dict[str, Any]]:
+            table = ds.dataset(path, format="parquet", filesystem=self.fs, schema=schema)
+            return [{**row, "fit_id": new} for row in table.to_table().to_pylist()]
+
+        if self._exists(self.curve_path(old)):
+            self._write(rows(self.curve_path(old), CURVES_SCHEMA), CURVES_SCHEMA,
+                        self.curve_path(new))
+        artifacts = f"{self.artifacts_dir}/{old}.npz"
+        if self._exists(artifacts):
+            self.fs.move(artifacts, f"{self.artifacts_dir}/{new}.npz")
+        self._write(rows(self.fit_path(old), FITS_SCHEMA), FITS_SCHEMA, self.fit_path(new))
+        self.fs.delete_file(self.fit_path(old))
+        if self._exists(self.curve_path(old)):
+            self.fs.delete_file(self.curve_path(old))
 
     def prepare(self) -> int:
         """Get ready to write: refuse a folder that cannot be written, before any fit starts

@@ -1,10 +1,11 @@
 """A survey run, end to end: plan the fits, skip the finished ones, run the rest on Ray, and
 record each fit as it ends (MLflow first, for its run id, then Parquet).
 
-Resume: a fit whose ``fits/<fit_id>.parquet`` says ``ok`` is skipped. A fit stored as
-``failed`` or ``diverged`` runs again by default (``retry_failed=False`` skips it too); its new
-row replaces the old file, so a fit never has two rows. A fit that was running when an earlier
-survey run was killed continues from the newest checkpoint that run left.
+Resume: a fit whose ``fits/<fit_id>.parquet`` says ``ok`` is skipped (one stored under the id it
+had before ``fit_id`` left out the data folder and the logging interval is first renamed). A
+fit stored as ``failed`` or ``diverged`` runs again by default (``retry_failed=False`` skips it
+too); its new row replaces the old file, so a fit never has two rows. A fit that was running
+when an earlier survey run was killed continues from the newest checkpoint that run left.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def run_survey(
     fits = plan(job)
     store = Store(out, job.name)
     store.prepare()  # a folder that cannot be written fails here; crashed writes are cleared
+    store.adopt_legacy(fits)  # fits stored under the ids of before count as stored
     pending = pending_fits(fits, store.statuses(), retry_failed)
     outcome = SurveyOutcome(total=len(fits), skipped=len(fits) - len(pending))
     if not pending:

@@ -8,6 +8,7 @@ import json
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import pipelines.runner
@@ -16,7 +17,16 @@ import pipelines.store
 import pipelines.tracking
 from mflow.config import DataSpec, FitSpec
 from mflow.datasets import DATA_VERSIONS
-from pipelines.spec import JobError, count, expand, fit_id, load_job, parse_job, plan
+from pipelines.spec import (
+    JobError,
+    count,
+    expand,
+    fit_id,
+    legacy_fit_id,
+    load_job,
+    parse_job,
+    plan,
+)
 
 
 def raw(**blocks):
@@ -240,12 +250,52 @@ def test_unset_optional_fields_do_not_enter_the_fit_id():
     or changing any other value, gives another id."""
     spec = FitSpec()
     assert spec.data.ambient_dim is None and spec.data.classes is None
-    canonical = json.dumps(
-        {s: {k: v for k, v in fields.items() if v is not None}
-         for s, fields in spec.to_dict().items()}, sort_keys=True)
+    config = {s: {k: v for k, v in fields.items() if v is not None}
+              for s, fields in spec.to_dict().items()}
+    legacy = json.dumps(config, sort_keys=True)
+    assert legacy_fit_id(spec) == f"sine-{hashlib.sha256(legacy.encode()).hexdigest()[:10]}"
+    del config["train"]["device"], config["train"]["log_every"]
+    canonical = json.dumps(config, sort_keys=True)
     assert fit_id(spec) == f"sine-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
     assert fit_id(spec.replace(data={"ambient_dim": 5})) != fit_id(spec)
     assert fit_id(spec.replace(train={"steps": 4001})) != fit_id(spec)
+
+
+def test_where_the_data_lie_where_a_fit_runs_and_its_logging_keep_the_fit_id():
+    spec = FitSpec(data=DataSpec("mnist", classes=(3,), root="/data/mnist"))
+    same = [spec.replace(data={"root": "/moved/mnist"}), spec.replace(data={"root": None}),
+            spec.replace(train={"device": "cpu"}), spec.replace(train={"log_every": 7})]
+    assert {fit_id(s) for s in same} == {fit_id(spec)}
+    assert fit_id(spec.replace(data={"classes": (4,)})) != fit_id(spec)
+    # With early stopping on, a fit stops at a logged step: the interval changes the result.
+    stopping = spec.replace(train={"early_stop_window": 3})
+    assert fit_id(stopping.replace(train={"log_every": 7})) != fit_id(stopping)
+    assert fit_id(stopping.replace(data={"root": "/moved/mnist"})) == fit_id(stopping)
+
+
+def test_moving_the_data_folder_or_logging_more_often_keeps_the_planned_ids():
+    job = raw(data={"dataset": "mnist", "root": "/data/mnist", "n": 10},
+              model={"kind": "conv"}, grid={"class": [1, 2], "seed": [0, 1]})
+    ids = [f.fit_id for f in plan(parse_job(job))]
+    for overrides in (["data.root=/moved/mnist"], ["train.log_every=50"],
+                      ["train.device=cpu"]):
+        assert [f.fit_id for f in plan(parse_job(job, overrides))] == ids
+
+
+def test_a_data_file_enters_the_fit_id_by_its_content(tmp_path: Path):
+    def spec(path: Path) -> FitSpec:
+        return FitSpec(data=DataSpec("array", path=str(path)))
+
+    first, moved = tmp_path / "a" / "points.npy", tmp_path / "b" / "renamed.npy"
+    for path in (first, moved):
+        path.parent.mkdir()
+        np.save(path, np.arange(20.0).reshape(10, 2))
+    assert fit_id(spec(first)) == fit_id(spec(moved))
+    assert legacy_fit_id(spec(first)) != legacy_fit_id(spec(moved))  # the path was hashed
+    np.save(moved, np.arange(20.0).reshape(10, 2) + 1)
+    assert fit_id(spec(first)) != fit_id(spec(moved))
+    with pytest.raises(JobError, match="gone.npy: no such file"):
+        fit_id(spec(tmp_path / "gone.npy"))
 
 
 def test_a_loader_version_above_one_enters_the_fit_id(monkeypatch):
@@ -253,6 +303,9 @@ def test_a_loader_version_above_one_enters_the_fit_id(monkeypatch):
     spec = FitSpec(data=DataSpec("sphere", latent_dim=2))
     assert DATA_VERSIONS["sphere"] == 2 and DATA_VERSIONS["sine"] == 1
     config = {s: {k: v for k, v in f.items() if v is not None} for s, f in spec.to_dict().items()}
+    text = json.dumps({**config, "data_version": 2}, sort_keys=True)
+    assert legacy_fit_id(spec) == f"sphere-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    del config["train"]["device"], config["train"]["log_every"]
     text = json.dumps({**config, "data_version": 2}, sort_keys=True)
     assert fit_id(spec) == f"sphere-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
     before = fit_id(spec)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from mflow.config import FitSpec
 from mflow.fit import CurvePoint, FitResult
-from pipelines.spec import parse_job, plan
+from pipelines.spec import Fit, legacy_fit_id, parse_job, plan
 from pipelines.store import FITS_SCHEMA, Store, curve_rows, fit_record
+from pipelines.survey import run_survey
 
 REQUIRED = [
     "survey", "fit_id", "dataset", "subset", "class", "noise_floor", "seed", "n", "ambient_dim",
@@ -117,3 +119,26 @@ def test_store_takes_a_file_uri(tmp_path: Path):
     write_some(store)
     assert len(store.read_fits()) == 4
     assert store.tune_dir == f"{tmp_path.as_uri()}/s/tune"
+
+
+def test_a_fit_stored_under_its_old_id_is_found_as_done(tmp_path: Path):
+    """Fits stored before ids left out the data folder and the logging interval: a rerun of the
+    same job takes them over (renamed to their ids now) instead of training them again."""
+    job = parse_job({"name": "s", "data": {"dataset": "sine", "n": 100},
+                     "train": {"steps": 20, "log_every": 10}, "grid": {"seed": [0, 1]}})
+    planned = plan(job)
+    store = Store(tmp_path, "s")
+    for fit in planned:
+        old = Fit(legacy_fit_id(fit.spec), fit.spec, fit.axes)
+        assert old.fit_id != fit.fit_id
+        store.write(fit_record("s", old, result()), curve_rows("s", old.fit_id, result()))
+        store.write_artifacts(old.fit_id, {"samples": np.zeros((3, 2))})
+
+    outcome = run_survey(job, str(tmp_path), None)  # nothing to run: Ray is not started
+    assert outcome.skipped == 2 and outcome.ran == 0
+    assert store.statuses() == {fit.fit_id: "ok" for fit in planned}
+    assert set(store.read_curves()["fit_id"]) == {fit.fit_id for fit in planned}
+    for fit in planned:
+        assert store.read_artifacts(fit.fit_id)["samples"].shape == (3, 2)
+    names = {p.stem for p in (tmp_path / "s").rglob("*") if p.is_file()}
+    assert names == {fit.fit_id for fit in planned}  # the old files are gone
