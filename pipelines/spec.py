@@ -127,7 +127,7 @@ BOUNDS: dict[str, tuple[str, float]] = {
     "train.lr_decay_every": (">=", 1),
     "train.weight_decay": (">=", 0),
     "train.weight_decay_prior": (">=", 0),
-    "train.noise_start": (">=", 0),
+    "train.noise_start": (">", 0),  # 0: the initial prior A A^T = cov(g(x)) may be singular
     "train.noise_floor": (">", 0),
     "train.noise_decay": (">", 0),
     "train.noise_decay_every": (">=", 1),
@@ -667,9 +667,14 @@ def load_job(path: str | Path, overrides: Sequence[str] = ()) -> Job:
     """Read a job file (``yaml.safe_load``) and validate it; errors name the file or key."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise JobError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise JobError(
+            f"{path}: not a YAML text file (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start} is not UTF-8)"
+        ) from None
     except OSError as exc:
         raise JobError(f"{path}: cannot read ({exc.strerror})") from None
     try:

@@ -75,6 +75,17 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no results, no mlflow.db
 
 
+def test_a_job_file_that_is_not_text_is_one_line(tmp_path: Path, capsys):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"name: x\n\xff\xfe\x00\x01 binary")
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        f"error: {path}: not a YAML text file (byte 0xff at offset 8 is not UTF-8)"
+    )
+    assert "Traceback" not in captured.err + captured.out
+
+
 def test_status_counts_fits_by_status(job_file: Path, tmp_path: Path, capsys):
     fits = plan(load_job(job_file))
     store = Store(tmp_path / "results", "clitest")

@@ -188,6 +188,9 @@ def test_bad_overrides_name_the_path(override, expected):
         (raw(resources={"pack": 0}), "resources.pack: expected an integer >= 1 or 'auto', got 0"),
         (raw(resources={"pack": "big"}), "resources.pack: expected an integer >= 1 or 'auto'"),
         (raw(train={"dtype": "float16"}), "train.dtype: unknown 'float16'"),  # mflow's check
+        # No initial data noise: the prior starts at cov(g(x)), singular on a manifold.
+        (raw(train={"noise_start": 0}), "train.noise_start: must be > 0, got 0"),
+        (raw(grid={"train.noise_start": [0.5, 0]}), "grid.train.noise_start[1]: must be > 0"),
     ],
 )
 def test_errors_name_the_dotted_path(job, expected):
