@@ -15,6 +15,7 @@ import html
 import json
 import math
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -377,20 +378,61 @@ def log_to_mlflow(uri: str, name: str, report_dir: Path, summary_file: Path) -> 
 
 
 def _upload(store: Store, local: Path) -> str:
-    """Copy the local report folder to ``<root>/report/`` (index.html last); returns its path."""
+    """Put the local report folder at ``<root>/report/``; returns its ``index.html``'s path.
+
+    The whole folder is first copied beside it under a temporary name (``.report.<hex>.tmp``),
+    then swapped in, so a copy that fails leaves the old report as it was. On a local disk the
+    swap is two renames; an object store cannot rename a folder, so there the old files are
+    replaced by server-side copies of the new ones (``index.html`` last).
+    """
     import pyarrow.fs as pafs
 
-    target = f"{store.root}/{REPORT_DIR}"
-    if store.fs.get_file_info(target).type != pafs.FileType.NotFound:
-        store.fs.delete_dir_contents(target)
-    files = sorted(p for p in local.rglob("*") if p.is_file())
-    files.sort(key=lambda p: p.name == "index.html")
-    for path in files:
-        dest = f"{target}/{path.relative_to(local).as_posix()}"
-        store.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
-        with store.fs.open_output_stream(dest) as f:
-            f.write(path.read_bytes())
+    fs, target = store.fs, f"{store.root}/{REPORT_DIR}"
+    staging = f"{store.root}/.{REPORT_DIR}.{uuid.uuid4().hex}.tmp"
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    try:
+        for name in files:
+            fs.create_dir(f"{staging}/{name}".rsplit("/", 1)[0], recursive=True)
+            with fs.open_output_stream(f"{staging}/{name}") as f:
+                f.write((local / name).read_bytes())
+        if isinstance(fs, pafs.LocalFileSystem):
+            _rename_in(fs, staging, target)
+        else:
+            _copy_in(fs, staging, target, sorted(files, key=lambda n: n == "index.html"))
+    finally:
+        if fs.get_file_info(staging).type != pafs.FileType.NotFound:
+            fs.delete_dir(staging)
     return f"{target}/index.html"
+
+
+def _rename_in(fs, staging: str, target: str) -> None:
+    """Replace the folder ``target`` by ``staging``: the old one is renamed away first and put
+    back if the new one cannot be renamed in."""
+    import pyarrow.fs as pafs
+
+    old = f"{staging}.old"
+    replacing = fs.get_file_info(target).type != pafs.FileType.NotFound
+    if replacing:
+        fs.move(target, old)
+    try:
+        fs.move(staging, target)
+    except BaseException:
+        if replacing:
+            fs.move(old, target)
+        raise
+    if replacing:
+        fs.delete_dir(old)
+
+
+def _copy_in(fs, staging: str, target: str, files: Sequence[str]) -> None:
+    """Replace the contents of ``target`` by copies of ``files`` under ``staging``."""
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(target).type != pafs.FileType.NotFound:
+        fs.delete_dir_contents(target)
+    for name in files:
+        fs.create_dir(f"{target}/{name}".rsplit("/", 1)[0], recursive=True)
+        fs.copy_file(f"{staging}/{name}", f"{target}/{name}")
 
 
 def build_report(

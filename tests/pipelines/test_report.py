@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs as pafs
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -17,7 +18,7 @@ from mflow.fit import CurvePoint, FitResult, fit_artifacts
 from mflow.model import ManifoldFlow
 from pipelines import plots
 from pipelines.cli import main
-from pipelines.report import build_report
+from pipelines.report import _upload, build_report
 from pipelines.results import load
 from pipelines.spec import parse_job, plan
 from pipelines.store import Store, curve_rows, fit_record
@@ -162,3 +163,64 @@ def test_model_figures_from_kept_artifacts():
             assert data.startswith(b"\x89PNG")
     grid = plots.image_grid_figure(np.random.default_rng(0).uniform(size=(5, 1, 8, 8)), "x")
     assert plots.png(grid).startswith(b"\x89PNG")
+
+
+def old_report(store: Store) -> Path:
+    folder = Path(store.root) / "report"
+    (folder / "figures").mkdir(parents=True)
+    (folder / "index.html").write_text("old report")
+    (folder / "figures" / "gone.png").write_bytes(b"old figure")
+    return folder
+
+
+def new_report(tmp_path: Path) -> Path:
+    local = tmp_path / "local" / "report"
+    (local / "figures").mkdir(parents=True)
+    for name in ("index.html", "summary.csv", "figures/a.png", "figures/b.png"):
+        (local / name).write_text(f"new {name}")
+    return local
+
+
+@pytest.mark.parametrize("uri", [False, True], ids=["path", "file-uri"])
+def test_a_report_replaces_the_old_one_whole(tmp_path: Path, uri: bool):
+    store = Store(tmp_path.as_uri() if uri else tmp_path, "swap")
+    folder = old_report(store)
+    assert _upload(store, new_report(tmp_path)) == f"{store.root}/report/index.html"
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) \
+        == ["figures/a.png", "figures/b.png", "index.html", "summary.csv"]
+    assert (folder / "index.html").read_text() == "new index.html"
+    assert sorted(p.name for p in Path(store.root).iterdir()) == ["report"]  # no temp folders
+
+
+def test_an_object_store_gets_the_new_report_whole(tmp_path: Path):
+    """Where folders cannot be renamed (a filesystem other than the local one), the staged
+    files are copied over the old ones."""
+    store = Store(tmp_path, "swap")
+    folder = old_report(store)
+    store.fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    store.root = "swap"
+    assert _upload(store, new_report(tmp_path)) == "swap/report/index.html"
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) \
+        == ["figures/a.png", "figures/b.png", "index.html", "summary.csv"]
+    assert sorted(p.name for p in (tmp_path / "swap").iterdir()) == ["report"]
+
+
+def test_a_failed_upload_leaves_the_old_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    store = Store(tmp_path, "swap")
+    folder = old_report(store)
+    local = new_report(tmp_path)
+    real = Path.read_bytes
+    calls = []
+
+    def failing(path: Path) -> bytes:
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    with pytest.raises(OSError, match="disk full"):
+        _upload(store, local)
+    assert (folder / "index.html").read_text() == "old report"
+    assert (folder / "figures" / "gone.png").read_bytes() == b"old figure"
+    assert sorted(p.name for p in Path(store.root).iterdir()) == ["report"]
