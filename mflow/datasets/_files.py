@@ -1,14 +1,17 @@
-"""Atomic file writes, so concurrent or killed writers never leave a half-written file."""
+"""Atomic file writes, so concurrent or killed writers never leave a half-written file, and a
+lock under which one process builds what others then read."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "exclusive_lock"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
@@ -39,3 +42,37 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created if missing) for the block;
+    other processes and threads entering it with the same ``path`` wait until it is left.
+
+    The lock file is removed when the block is left, so it does not linger in a cache folder.
+    A caller that waited may then hold a lock on a removed file while a newcomer locks a new
+    one: use it to build a file once, with the newcomers checking for that file before they
+    lock (they find it once the builder is done) and everyone checking again under the lock.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / ".a.lock"
+        >>> with exclusive_lock(p):
+        ...     p.exists()
+        True
+        >>> p.exists()
+        False
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):  # removed by an earlier holder: nothing to do
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    os.unlink(path)
+    finally:
+        os.close(fd)  # releases the lock

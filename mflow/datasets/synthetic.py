@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -17,7 +18,7 @@ from torch.nn import functional as F
 
 from mflow.config import DataSpec
 from mflow.datasets import mnist as _mnist
-from mflow.datasets._files import atomic_write
+from mflow.datasets._files import atomic_write, exclusive_lock
 from mflow.datasets.registry import Dataset, register
 
 __all__ = [
@@ -182,14 +183,30 @@ def vae_key(spec: DataSpec) -> str:
 
 
 def _decoder(spec: DataSpec, path: Path) -> Decoder:
-    """The cached decoder at ``path``, or a newly trained one, saved there atomically."""
+    """The cached decoder at ``path``, or a newly trained one, saved there atomically.
+
+    One caller trains it, under a lock file beside it; the others (the trials of a survey
+    starting together on a cold cache) wait for the lock, then read what it saved.
+    """
     if path.is_file():
         return load_decoder(path)
-    images, labels = _mnist.read_mnist(spec.root, spec.split)
-    keep = _mnist.subset_indices(labels, spec.classes, len(labels), seed=0)
-    decoder = train_vae(_mnist.pixels_to_float(images[keep]), spec.latent_dim, spec.vae_steps)
-    _write(path, lambda f: torch.save(decoder.state_dict(), f))
-    return decoder
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(exclusive_lock(path.with_name(f".{path.name}.lock")))
+    except OSError as e:
+        raise OSError(
+            f"synthetic_mnist: cannot lock the cache file {path} ({e}); "
+            f"set $MFLOW_CACHE_DIR to a writable folder"
+        ) from e
+    with held:
+        if path.is_file():  # built by the caller this one waited for
+            return load_decoder(path)
+        images, labels = _mnist.read_mnist(spec.root, spec.split)
+        keep = _mnist.subset_indices(labels, spec.classes, len(labels), seed=0)
+        decoder = train_vae(_mnist.pixels_to_float(images[keep]), spec.latent_dim,
+                            spec.vae_steps)
+        _write(path, lambda f: torch.save(decoder.state_dict(), f))
+        return decoder
 
 
 def _write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -217,8 +234,9 @@ def synthetic_mnist(spec: DataSpec) -> Dataset:
     fits of a survey share one VAE; ``spec.seed`` draws ``z``. Decoder and data are cached
     in ``cache_dir(spec)``, named by ``vae_key(spec)`` (and ``n``, ``seed`` for the data);
     files are written under a temporary name and renamed, so concurrent builders never leave
-    a broken cache. Images ``(n, 1, 28, 28)`` in ``(0, 1)``; ``factors['z']`` holds the codes.
-    ``scale`` and ``dequantize`` do not apply.
+    a broken cache, and one caller trains a missing decoder while the others wait for it.
+    Images ``(n, 1, 28, 28)`` in ``(0, 1)``; ``factors['z']`` holds the codes. ``scale`` and
+    ``dequantize`` do not apply.
     """
     if spec.latent_dim < 1:
         raise ValueError(f"data.latent_dim: must be >= 1, got {spec.latent_dim}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -103,6 +104,27 @@ def test_concurrent_builders_leave_a_valid_cache(spec: DataSpec, tmp_path: Path)
     folder = tmp_path / "cache" / "synthetic_mnist"
     assert sorted(p.name[:5] for p in folder.iterdir()) == ["data-", "decod"]
     np.testing.assert_array_equal(load(spec).x, a.x)
+
+
+def test_concurrent_loads_on_a_cold_cache_train_one_vae(
+    spec: DataSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trials of a survey start together: one trains the VAE, the others wait for it."""
+    real, calls = synthetic.train_vae, []
+
+    def slow(*args: object, **kwargs: object) -> synthetic.Decoder:
+        calls.append(args)
+        time.sleep(0.5)  # long enough for every other load to find no decoder yet
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "train_vae", slow)
+    specs = [spec, *(DataSpec(**{**spec.__dict__, "seed": s}) for s in (2, 3))]
+    with ThreadPoolExecutor(3) as pool:
+        loaded = list(pool.map(load, specs))
+    assert len(calls) == 1 and [d.n for d in loaded] == [7, 7, 7]
+    folder = tmp_path / "cache" / "synthetic_mnist"
+    assert len(list(folder.glob("decoder-*.pt"))) == 1
+    assert not list(folder.glob(".*"))  # neither temporary files nor the lock file
 
 
 def test_key_follows_what_the_decoder_depends_on(
