@@ -1,4 +1,4 @@
-"""The fading square, and the registry across all datasets."""
+"""The fading square, the moving glyph, and the registry across all datasets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from mflow.config import DataSpec
 from mflow.datasets import DATASETS, load
-from mflow.datasets.images import SQUARE_SIZE, SQUARE_TOP_LEFT
+from mflow.datasets.images import GLYPH_FACTORS, SQUARE_SIZE, SQUARE_TOP_LEFT
 
 
 def test_fading_square_shape_dtype_and_metadata() -> None:
@@ -49,3 +49,27 @@ def test_unknown_name_lists_the_known_ones() -> None:
         load(DataSpec("nope"))
     for name in DATASETS:
         assert name in str(e.value)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_moving_glyph_has_as_many_factors_as_its_dimension(k: int) -> None:
+    d = load(DataSpec("moving_glyph", n=40, latent_dim=k, seed=1))
+    assert d.x.shape == (40, 1, 28, 28) and d.true_dim == k and len(d.factors) == k
+    assert 0 <= d.x.min() and d.x.max() <= 1
+    assert list(d.factors) == list(GLYPH_FACTORS)[:k]
+    again = load(DataSpec("moving_glyph", n=40, latent_dim=k, seed=1)).x
+    np.testing.assert_array_equal(d.x, again)
+
+
+def test_moving_glyph_tangent_space_has_rank_k() -> None:
+    # neighbours of one image: its k factors moved by tiny amounts span a k-dim tangent space
+    d = load(DataSpec("moving_glyph", n=20000, latent_dim=3, seed=0)).x.reshape(20000, -1)
+    d = d.astype(np.float64)
+    near = d[np.argsort(np.linalg.norm(d - d[0], axis=1))[1:40]] - d[0]
+    singular = np.linalg.svd(near, compute_uv=False)
+    assert singular[2] > 3 * singular[3]  # three directions stand out (measured: 3.5)
+
+
+def test_moving_glyph_refuses_more_factors_than_it_has() -> None:
+    with pytest.raises(ValueError, match="latent_dim"):
+        load(DataSpec("moving_glyph", n=5, latent_dim=6))
