@@ -123,9 +123,12 @@ def test_baselines_run_as_ray_tasks(tmp_path: Path, ray_local):
 
 
 def test_data_that_cannot_be_loaded_is_noted_and_not_cached(tmp_path: Path):
-    raw = {"name": "nodata", "data": {"dataset": "array", "path": str(tmp_path / "gone.npy")},
+    gone = tmp_path / "gone.npy"
+    np.save(gone, np.zeros((50, 2)))  # there when the job is planned, gone for the baselines
+    raw = {"name": "nodata", "data": {"dataset": "array", "path": str(gone)},
            "grid": {"seed": [0]}}
     fits = plan(parse_job(raw))
+    gone.unlink()
     store = Store(tmp_path / "results", "nodata")
     store.write(fit_record("nodata", fits[0], None, error="not run"), [])
     table = store.read_fits()
