@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 STATE_FILE = "state.pt"  # the trainer's state_dict (torch.save)
-META_FILE = "meta.json"  # {"fit_ids": [...], "step": ..., "final": ...}
+META_FILE = "meta.json"  # {"fit_ids": [...], "step": ..., "final": ..., "note": ...}
 RESULT_FILE = "result.json"  # {fit_id: FitResult}, in the last checkpoint only
 ARTIFACTS_FILE = "artifacts.npz"  # {"<fit_id>/<name>": array}, in the last checkpoint only
 TOP_EIGENVALUES = 10  # eigenvalues reported as metrics at each step
@@ -125,9 +125,11 @@ def _artifacts(trainer, fit_ids: Sequence[str], results: Mapping[str, FitResult]
 def _report(
     trainer, fit_ids: Sequence[str], metrics: dict[str, Any],
     results: Mapping[str, FitResult] | None = None, checkpoint: bool = True,
+    note: str | None = None,
 ) -> None:
     """``tune.report`` ``metrics``, with a checkpoint of ``trainer`` (a ``Trainer`` or a
-    ``PackTrainer``) when asked, and the fits' results and artifacts when they are final."""
+    ``PackTrainer``) when asked, and the fits' results and artifacts when they are final
+    (with ``note``, what the driver should record beside them)."""
     import torch
     from ray import tune
 
@@ -136,7 +138,8 @@ def _report(
         return
     with tempfile.TemporaryDirectory(prefix="mflow-ckpt-") as folder:
         torch.save(trainer.state_dict(), Path(folder, STATE_FILE))
-        meta = {"fit_ids": list(fit_ids), "step": trainer.step, "final": results is not None}
+        meta = {"fit_ids": list(fit_ids), "step": trainer.step, "final": results is not None,
+                "note": note}
         Path(folder, META_FILE).write_text(json.dumps(meta))
         if results is not None:
             text = json.dumps({k: result_to_dict(r) for k, r in results.items()})
@@ -155,9 +158,10 @@ def _restore(trainer, checkpoint) -> None:
     trainer.load_state_dict(state)
 
 
-def _trainer(specs: Sequence[FitSpec], job: Mapping[str, Any]):
+def _trainer(specs: Sequence[FitSpec], job: Mapping[str, Any]) -> tuple[Any, str | None]:
     """The trial's trainer, restored from Tune's checkpoint of this trial (it must load) or
-    from an earlier survey run's (used when it loads; else the fits start afresh)."""
+    from an earlier survey run's (used when it loads; else the fits start afresh, and the
+    note returned beside the trainer says why)."""
     from ray import tune
 
     from mflow.pack import PackTrainer
@@ -167,16 +171,19 @@ def _trainer(specs: Sequence[FitSpec], job: Mapping[str, Any]):
             return Trainer(specs[0], datas[0] if datas else None)
         return PackTrainer(specs, datas)
 
-    trainer = make()
+    trainer, note = make(), None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         _restore(trainer, checkpoint)  # Tune restarted this trial: its state must load
     elif job.get("resume"):
         try:  # a checkpoint left by an earlier survey run; start afresh if it is unusable
             _restore(trainer, tune.Checkpoint(job["resume"]))
-        except Exception:  # noqa: BLE001 - any unreadable checkpoint means: start afresh
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint means: start afresh
             trainer = make(trainer.datas if len(specs) > 1 else [trainer.data])
-    return trainer
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            note = (f"could not continue from the checkpoint an earlier run left at "
+                    f"{job['resume']} ({why}); trained from step 0")
+    return trainer, note
 
 
 def _trial(config: dict[str, Any]) -> None:
@@ -187,7 +194,7 @@ def _trial(config: dict[str, Any]) -> None:
     fit_ids = [f["fit_id"] for f in job["fits"]]
     torch.set_num_threads(max(1, int(job["threads"])))
     specs = [FitSpec.from_dict(json.loads(f["spec"])) for f in job["fits"]]
-    trainer = _trainer(specs, job)
+    trainer, note = _trainer(specs, job)
     last_checkpoint = time.monotonic()
 
     def report(metrics: dict[str, Any]) -> None:
@@ -214,7 +221,8 @@ def _trial(config: dict[str, Any]) -> None:
         results = trainer.run(callback)
     final = {"step": trainer.step, "final": True, "fit_ids": fit_ids,
              "statuses": [r.status for r in results]}
-    _report(trainer, fit_ids, final, results=dict(zip(fit_ids, results, strict=True)))
+    _report(trainer, fit_ids, final, results=dict(zip(fit_ids, results, strict=True)),
+            note=note)
 
 
 # -- the driver side -------------------------------------------------------------------------
@@ -234,6 +242,10 @@ class FitEvents:
 
     def kept(self, fit_id: str, arrays: Mapping[str, np.ndarray]) -> None:
         """An ok fit's arrays (``mflow.fit.fit_artifacts``), just before its ``finished``."""
+
+    def noted(self, fit_id: str, note: str) -> None:
+        """Something to record beside a fit that is not an error (it could not continue from
+        an earlier run's checkpoint, so it trained afresh), just before its ``finished``."""
 
     def finished(self, fit_id: str, result: FitResult, retries: int) -> None:
         """A fit ended with a result (status ok or diverged)."""
@@ -278,6 +290,14 @@ def _read_results(checkpoint) -> dict[str, FitResult]:
     if checkpoint is None:
         raise RuntimeError("the trial ended without a checkpoint")
     return {k: result_from_dict(d) for k, d in _read_json(checkpoint, RESULT_FILE).items()}
+
+
+def _read_note(checkpoint) -> str | None:
+    """The note a trial's final checkpoint carries (see ``FitEvents.noted``), if any."""
+    try:
+        return _read_json(checkpoint, META_FILE).get("note")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _read_artifacts(checkpoint) -> dict[str, dict[str, np.ndarray]]:
@@ -343,8 +363,11 @@ def _make_callback(events: FitEvents):
             else:
                 arrays = _read_artifacts(trial.checkpoint)
                 error = "no result: the pack's final checkpoint lacks it"
+            note = _read_note(trial.checkpoint) if results else None
             for fit_id in _fit_ids(trial):
                 if fit_id in results:
+                    if note:
+                        self._call(self.events.noted, fit_id, note)
                     if fit_id in arrays:
                         self._call(self.events.kept, fit_id, arrays[fit_id])
                     self._call(self.events.finished, fit_id, results[fit_id],

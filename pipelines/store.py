@@ -64,7 +64,19 @@ FITS_SCHEMA = pa.schema(
         ("device", pa.string()),
         ("diverged_step", pa.int64()),
         ("stop_reason", pa.string()),  # early_stop when it settled before train.steps, else null
+        # Whether the estimate settled (mflow.settle) and the figures it was decided on: the
+        # steps it has held at the noise floor, the drift of the eigenvalues either side of
+        # the cut (a factor; inf: too few logged points) and their smallest margin from it.
+        # Null for a fit without a result or recorded before the criterion (absent from
+        # older files: readers here fill them with nulls)
+        ("settled", pa.bool_()),
+        ("settle_stable_steps", pa.int64()),
+        ("settle_drift", pa.float64()),
+        ("settle_margin", pa.float64()),
         ("retries", pa.int64()),  # trial restarts after failures
+        # What else the run should know, not an error: e.g. an earlier run's checkpoint did
+        # not load, so the fit trained from step 0 (null when nothing; absent from older files)
+        ("note", pa.string()),
         ("axes", pa.string()),  # JSON: grid axis -> this fit's value (label)
         ("group", pa.string()),  # the non-seed axes, "axis=value ...": fits that differ by seed
         ("mlflow_run_id", pa.string()),
@@ -112,6 +124,7 @@ def fit_record(
     mlflow_run_id: str | None = None,
     retries: int = 0,
     finished_at: datetime | None = None,
+    note: str | None = None,
 ) -> dict[str, Any]:
     """The fits-table row of ``fit``: from its result, or a failed row when there is none."""
     spec = fit.spec
@@ -138,7 +151,12 @@ def fit_record(
         "device": None,
         "diverged_step": None,
         "stop_reason": None,
+        "settled": None,
+        "settle_stable_steps": None,
+        "settle_drift": None,
+        "settle_margin": None,
         "retries": retries,
+        "note": note,
         "axes": json.dumps(fit.axes, sort_keys=False),
         "group": group_label(fit.axes),
         "mlflow_run_id": mlflow_run_id,
@@ -160,6 +178,10 @@ def fit_record(
             device=result.device,
             diverged_step=result.diverged_step,
             stop_reason=result.stop_reason,
+            settled=result.settled,
+            settle_stable_steps=result.settle_stable_steps,
+            settle_drift=result.settle_drift,
+            settle_margin=result.settle_margin,
         )
     return row
 

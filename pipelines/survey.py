@@ -87,6 +87,7 @@ class _Recorder(runner.FitEvents):
         self.reporter = reporter
         self.outcome = outcome
         self.seen: set[str] = set()
+        self.notes: dict[str, str] = {}
 
     def started(self, fit_id: str) -> None:
         if fit_id not in self.seen:
@@ -99,6 +100,10 @@ class _Recorder(runner.FitEvents):
 
     def kept(self, fit_id: str, arrays: Mapping[str, np.ndarray]) -> None:
         self.store.write_artifacts(fit_id, arrays)  # before the row, which marks the fit done
+
+    def noted(self, fit_id: str, note: str) -> None:
+        self.notes[fit_id] = note
+        self.reporter.warn(f"{fit_id}: {note}")
 
     def finished(self, fit_id: str, result: FitResult, retries: int) -> None:
         self._record(self.fits[fit_id], result, None, "", retries)
@@ -121,7 +126,8 @@ class _Recorder(runner.FitEvents):
                 )
                 self.tracker = None
         record = fit_record(
-            self.job.name, fit, result, error=error, mlflow_run_id=run_id, retries=retries
+            self.job.name, fit, result, error=error, mlflow_run_id=run_id, retries=retries,
+            note=self.notes.pop(fit.fit_id, None),
         )
         self.store.write(record, curve_rows(self.job.name, fit.fit_id, result))
         self.outcome.counts[record["status"]] += 1

@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -86,16 +87,17 @@ def test_tiny_survey_end_to_end_then_a_rerun_does_nothing(
 
 def test_failed_fit_is_recorded_and_retried_by_default(tmp_path: Path, tracking_uri: str,
                                                        tiny_job):
-    missing = tmp_path / "missing.npy"
-    job = tiny_job("failing", data={"dataset": "array", "path": str(missing), "n": 50},
+    bad = tmp_path / "bad.npy"  # a fit of it fails as it loads (survey run's check refuses it)
+    np.save(bad, np.full((60, 2), np.nan))
+    job = tiny_job("failing", data={"dataset": "array", "path": str(bad), "n": 50},
                    grid={}, resources={"retries": 0})
     out = str(tmp_path / "results")
     outcome = run_survey(job, out, tracking_uri)
     assert outcome.counts == {"failed": 1} and not outcome.interrupted
     row = pd.read_parquet(Path(out) / "failing" / "fits").iloc[0]
-    assert row["status"] == "failed" and "missing.npy" in row["error"]
+    assert row["status"] == "failed" and "bad.npy" in row["error"]
     run = MlflowClient(tracking_uri).get_run(row["mlflow_run_id"])
-    assert run.info.status == "FAILED" and "missing.npy" in run.data.tags["error"]
+    assert run.info.status == "FAILED" and "bad.npy" in run.data.tags["error"]
 
     assert run_survey(job, out, tracking_uri, retry_failed=False).ran == 0
     again = run_survey(job, out, tracking_uri)
@@ -225,6 +227,36 @@ def test_a_later_run_continues_from_an_earlier_runs_checkpoint(tmp_path: Path, t
 
     runner.prune_checkpoints(store_fs, str(storage), [fit.fit_id])
     assert not storage.exists()
+
+
+def test_an_earlier_runs_checkpoint_that_does_not_load_is_said_and_recorded(
+    tmp_path: Path, tiny_job
+):
+    job = tiny_job("unusable", grid={})
+    [fit] = plan(job)
+    out = str(tmp_path / "results")
+    store = Store(out, job.name)
+    left = Path(store.tune_path) / "run-0" / fit.fit_id / "checkpoint_000000"
+    left.mkdir(parents=True)
+    meta = {"fit_ids": [fit.fit_id], "step": 50, "final": False}
+    (left / runner.META_FILE).write_text(json.dumps(meta))
+    (left / runner.STATE_FILE).write_bytes(b"not a torch file")  # a damaged checkpoint
+
+    class Warnings(Reporter):
+        def __init__(self) -> None:
+            self.messages: list[str] = []
+
+        def warn(self, message: str) -> None:
+            self.messages.append(message)
+
+    reporter = Warnings()
+    assert run_survey(job, out, None, reporter=reporter).counts == {"ok": 1}
+    [message] = [m for m in reporter.messages if m.startswith(f"{fit.fit_id}: ")]
+    assert "could not continue from the checkpoint an earlier run left" in message
+    assert message.endswith("trained from step 0")
+    row = store.read_fits().iloc[0]
+    assert row["status"] == "ok" and row["steps"] == 100 and pd.isna(row["error"])
+    assert row["note"] == message.removeprefix(f"{fit.fit_id}: ")
 
 
 @pytest.mark.slow
