@@ -4,8 +4,10 @@ and one child run per finished fit.
 A child run carries the fit's flattened config as params, tags to filter by (survey, fit_id,
 dataset, subset, class, noise_floor, seed, status and the grid axes), the curve as metrics over
 steps (``loss``, ``estimate``, ``noise_std``, ``lr``, ``eig_0`` .. ``eig_9``), the final
-``id_estimate``, and ``spectrum.png``, ``config.json`` and ``eigenvalues.json`` as artifacts
-(``error.txt`` for a failed fit). Runs are closed in ``finally``; a failed fit is recorded too.
+``id_estimate``, whether it settled (``settled``: 1 or 0; ``mflow.settle``) with the figures
+that decided it (``settle_stable_steps``, ``settle_drift``, ``settle_margin``), and
+``spectrum.png``, ``config.json`` and ``eigenvalues.json`` as artifacts (``error.txt`` for a
+failed fit). Runs are closed in ``finally``; a failed fit is recorded too.
 
 The tracking URI is any MLflow takes: ``sqlite:///mlflow.db`` (the default, in the working
 directory; artifacts go to ``mlruns/`` beside the database) or an MLflow server's URL.
@@ -30,6 +32,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -113,6 +116,26 @@ def spectrum_png(fit: Fit, result: FitResult) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _settle_metrics(result: FitResult) -> dict[str, float | None]:
+    """The settling verdict (``settled`` as 1/0) and its figures as metric values; ``None``
+    (not logged) where the result has none or a figure is NaN. An infinite figure (a drift
+    when too few points were logged to judge) is logged as the largest finite float: that is
+    what MLflow's SQL stores write for infinity anyway, and over REST infinity is not JSON.
+
+    Example:
+        >>> from mflow.fit import FitResult
+        >>> r = FitResult("ok", None, 9, 1, "threshold", (1.0,), (), 5, 1, None, 0.1, "cpu",
+        ...               settled=False, settle_drift=math.inf, settle_margin=0.0)
+        >>> _settle_metrics(r) == {"settled": 0.0, "settle_stable_steps": None,
+        ...                        "settle_drift": sys.float_info.max, "settle_margin": 0.0}
+        True
+    """
+    figures = {"settled": result.settled, "settle_stable_steps": result.settle_stable_steps,
+               "settle_drift": result.settle_drift, "settle_margin": result.settle_margin}
+    return {k: None if v is None or math.isnan(v) else min(float(v), sys.float_info.max)
+            for k, v in figures.items()}
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -300,7 +323,8 @@ class Tracker:
                     )
                     metrics += [Metric(k, float(v), now, p.step) for k, v in values.items()]
                 finals = {"id_estimate": result.id_estimate, "true_dim": result.true_dim,
-                          "wall_s": result.wall_s, "diverged_step": result.diverged_step}
+                          "wall_s": result.wall_s, "diverged_step": result.diverged_step,
+                          **_settle_metrics(result)}
                 metrics += [
                     Metric(k, float(v), now, result.steps)
                     for k, v in finals.items() if v is not None
