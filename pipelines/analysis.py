@@ -8,6 +8,13 @@ each group the summary holds
 - the estimate: ``estimate`` (median over the fits that ended ok), ``estimate_min`` and
   ``estimate_max`` (its spread over seeds), ``estimates`` (each fit's, in seed order; null for
   a fit that did not end ok);
+- whether it settled (``mflow.settle``): ``settled_fits``, how many of the ``ok`` fits
+  settled; ``settled_per_fit`` (seed order; null for a fit not ok or not judged); ``settled``,
+  the group's verdict: true when every ok fit settled, false when one did not (or none ended
+  ok), null when the rest were never judged (recorded before the criterion, or read again
+  with another rule that moved their estimate); and ``answer``, the estimate only when the
+  group settled, else null. An unsettled group's ``estimate`` is where training stopped, not
+  an answer: whatever shows it marks it (``settle_mark``);
 - the spectra: ``eig_median``, ``eig_q10`` and ``eig_q90``, the median and the 10%-90% band of
   each ranked eigenvalue of ``A A^T`` over the ok fits;
 - the readout: ``rule``, ``threshold`` (null for ``gap``), ``floor`` (the noise variance the
@@ -48,6 +55,7 @@ __all__ = [
     "read_summary",
     "recompute",
     "recompute_curves",
+    "settle_mark",
     "summarize",
     "summary_path",
     "update_summary",
@@ -79,6 +87,10 @@ SUMMARY_SCHEMA = pa.schema(
         ("estimate", pa.float64()),  # median over ok fits
         ("estimate_min", pa.int64()),
         ("estimate_max", pa.int64()),
+        ("answer", pa.float64()),  # estimate when the group settled, else null
+        ("settled", pa.bool_()),  # every ok fit settled; null: not judged (see above)
+        ("settled_fits", pa.int64()),  # ok fits that settled
+        ("settled_per_fit", pa.list_(pa.bool_())),  # seed order; null when not ok or not judged
         ("rule", pa.string()),  # the readout rule of the estimates ("mixed" if several)
         ("threshold", pa.float64()),  # threshold rule's factor; null for gap
         ("floor", pa.float64()),  # sigma2 + noise_floor**2 (median over the group's fits)
@@ -185,8 +197,10 @@ def recompute(
 
     With ``rule=None`` the stored estimates are kept; otherwise ``id_estimate`` and ``id_rule``
     are replaced by what ``rule`` reads (``threshold`` defaults to each fit's configured
-    factor). Fits that did not end ok keep a null estimate. Adds the columns ``threshold``,
-    ``floor``, ``sigma2`` and ``gap`` (the log-gap at the fit's cut).
+    factor), and a fit whose estimate changes loses its settling verdict (``settled`` null:
+    it was judged at the estimate its own readout read). Fits that did not end ok keep a
+    null estimate. Adds the columns ``threshold``, ``floor``, ``sigma2`` and ``gap`` (the
+    log-gap at the fit's cut), and ``settled`` (null) to a table without it.
 
     Example:
         >>> config = FitSpec().to_json()  # floor = 1e-6 + 0.01**2
@@ -204,6 +218,11 @@ def recompute(
     ]
     out = fits.copy()
     estimates = [r[0] for r in rows]
+    verdicts = [_verdict(v) for v in fits["settled"]] if "settled" in fits else [None] * len(rows)
+    if rule is not None:
+        verdicts = [v if new == _stored(old) else None
+                    for v, new, old in zip(verdicts, estimates, fits["id_estimate"], strict=True)]
+    out["settled"] = pd.array(verdicts, dtype="boolean")
     out["id_estimate"] = pd.array(estimates, dtype="Int64")
     out["id_rule"] = [r[1] for r in rows]
     out["threshold"] = [np.nan if r[2] is None else float(r[2]) for r in rows]
@@ -234,6 +253,42 @@ def recompute_curves(
 
 
 # -- the summary -----------------------------------------------------------------------------
+
+
+def _verdict(value: Any) -> bool | None:
+    """A stored ``settled`` as True, False or None (null, NaN or pandas' NA)."""
+    return None if value is None or pd.isna(value) else bool(value)
+
+
+def _stored(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def _group_verdict(verdicts: Sequence[bool | None]) -> bool | None:
+    """The group's ``settled`` from its ok fits' verdicts: all settled, one not (or no ok
+    fit), or null when the rest were not judged.
+
+    Example:
+        >>> _group_verdict([True, True]), _group_verdict([True, None, False])
+        (True, False)
+        >>> _group_verdict([True, None]), _group_verdict([])
+        (None, False)
+    """
+    if not verdicts or False in verdicts:
+        return False
+    return True if all(verdicts) else None
+
+
+def settle_mark(settled: Any) -> str:
+    """What to write beside an estimate whose group has verdict ``settled`` (a summary row's
+    ``settled``): nothing when it settled, else why it is not an answer.
+
+    Example:
+        >>> settle_mark(True), settle_mark(False), settle_mark(None)
+        ('', 'unsettled', 'not judged')
+    """
+    verdict = _verdict(settled)
+    return "" if verdict else ("unsettled" if verdict is False else "not judged")
 
 
 def _only(values: pd.Series) -> Any:
@@ -267,6 +322,9 @@ def _group_row(survey: str, label: str, axes: str, group: pd.DataFrame) -> dict[
     group = group.sort_values(["seed", "fit_id"], na_position="last")
     ok = group[(group["status"] == "ok") & group["id_estimate"].notna()]
     estimates = [int(e) for e in ok["id_estimate"]]
+    verdicts = [_verdict(v) for v in ok["settled"]]
+    settled = _group_verdict(verdicts)
+    estimate = _median(estimates)
     spectra = [np.asarray(e, dtype=np.float64) for e in ok["eigenvalues"]]
     bands = _spectra(spectra)
     rules = group["id_rule"].dropna().unique()
@@ -292,9 +350,17 @@ def _group_row(survey: str, label: str, axes: str, group: pd.DataFrame) -> dict[
             int(e) if s == "ok" and not pd.isna(e) else None
             for s, e in zip(group["status"], group["id_estimate"], strict=True)
         ],
-        "estimate": _median(estimates),
+        "estimate": estimate,
         "estimate_min": min(estimates) if estimates else None,
         "estimate_max": max(estimates) if estimates else None,
+        "answer": estimate if settled else None,
+        "settled": settled,
+        "settled_fits": sum(v is True for v in verdicts),
+        "settled_per_fit": [
+            _verdict(v) if s == "ok" and not pd.isna(e) else None
+            for s, e, v in zip(group["status"], group["id_estimate"], group["settled"],
+                               strict=True)
+        ],
         "rule": str(rules[0]) if len(rules) == 1 else ("mixed" if len(rules) else None),
         "threshold": float(thresholds[0]) if len(thresholds) == 1 else None,
         "floor": _median(group["floor"].dropna().tolist()),

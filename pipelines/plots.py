@@ -20,6 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pipelines.analysis import settle_mark
+
 __all__ = [
     "axis_name",
     "data_figure",
@@ -34,6 +36,7 @@ __all__ = [
 
 _OURS = "#1f77b4"
 _BASELINE_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+_HATCHES = {"unsettled": "////", "not judged": "...."}  # our bar of a group not settled
 
 
 def png(fig: Figure, dpi: int = 110) -> bytes:
@@ -85,6 +88,9 @@ def _title(row: Mapping[str, Any]) -> str:
     lo, hi = row.get("estimate_min"), row.get("estimate_max")
     if lo is not None and hi is not None and not pd.isna(lo) and lo != hi:
         text += f" [{int(lo)}-{int(hi)}]"
+    mark = settle_mark(row.get("settled"))
+    if mark and estimate is not None and not pd.isna(estimate):
+        text += f" ({mark})"
     if row.get("true_dim") is not None and not pd.isna(row.get("true_dim")):
         text += f" (true {int(row['true_dim'])})"
     return text
@@ -169,7 +175,9 @@ def _spectrum_panel(ax: Any, row: Mapping[str, Any], spectra: Sequence[Sequence[
 
 def estimates_figure(summary: pd.DataFrame, baselines: pd.DataFrame | None = None) -> Figure:
     """Per group (e.g. one bar group per digit): our estimate (median, range over seeds as an
-    error bar) beside each classical estimator's, and the true dimension where known."""
+    error bar) beside each classical estimator's, and the true dimension where known. Our bar
+    of a group that has not settled is hollow and hatched (``////`` unsettled, ``....`` not
+    judged; see ``pipelines.analysis``)."""
     labels = short_labels(summary)
     names = [] if baselines is None or baselines.empty else list(
         dict.fromkeys(baselines["estimator"])
@@ -193,14 +201,17 @@ def estimates_figure(summary: pd.DataFrame, baselines: pd.DataFrame | None = Non
     fig = Figure(figsize=(min(13.0, max(6.0, 0.22 * groups * len(series) + 2.5)), 3.6))
     ax = fig.add_subplot()
     x = np.arange(groups)
+    hollow: list[Any] = []  # legend entries of our hollow bars
     for j, (name, mid, lo, hi, colour) in enumerate(series):
         mid = np.asarray(mid, dtype=np.float64)
         lo = np.asarray(lo, dtype=np.float64)
         hi = np.asarray(hi, dtype=np.float64)
         errors = np.vstack([np.nan_to_num(mid - lo), np.nan_to_num(hi - mid)])
         pos = x - 0.4 + width * (j + 0.5)
-        ax.bar(pos, mid, width, yerr=errors, color=colour, label=name, capsize=2,
-               error_kw={"lw": 0.8})
+        bars = ax.bar(pos, mid, width, yerr=errors, color=colour, label=name, capsize=2,
+                      error_kw={"lw": 0.8})
+        if j == 0:
+            hollow = _hatch_unsettled(bars.patches, summary)
     true = [np.nan if t is None or pd.isna(t) else float(t) for t in summary["true_dim"]]
     if any(not math.isnan(t) for t in true):
         ax.hlines(true, x - 0.45, x + 0.45, colors="black", lw=1.5, label="true")
@@ -210,10 +221,34 @@ def estimates_figure(summary: pd.DataFrame, baselines: pd.DataFrame | None = Non
         ax.set_xlabel(axis_name(summary))
     ax.set_ylabel("intrinsic dimension")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    handles, names = ax.get_legend_handles_labels()
+    if hollow:  # a legend entry drawn like our first bar would be hollow when that one is
+        from matplotlib.patches import Patch
+
+        handles[names.index("ours")] = Patch(color=_OURS, label="ours")
+    handles += hollow
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("estimates: median over seeds (bars: range)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _hatch_unsettled(bars: Sequence[Any], summary: pd.DataFrame) -> list[Any]:
+    """Make our bars of the groups that have not settled hollow and hatched; returns a legend
+    handle per kind shown."""
+    from matplotlib.patches import Patch
+
+    verdicts = summary["settled"] if "settled" in summary else [None] * len(summary)
+    shown = []
+    for bar, verdict in zip(bars, verdicts, strict=True):
+        mark = settle_mark(verdict)
+        if mark:
+            bar.set_facecolor("white")
+            bar.set_edgecolor(_OURS)
+            bar.set_hatch(_HATCHES[mark])
+            shown.append(mark)
+    return [Patch(facecolor="white", edgecolor=_OURS, hatch=_HATCHES[mark],
+                  label=f"ours ({mark})") for mark in dict.fromkeys(shown)]
 
 
 def trajectory_figure(

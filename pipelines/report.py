@@ -1,12 +1,14 @@
 """The report of a survey: ``<out>/<name>/report/``, a self-contained folder readable offline.
 
 ``index.html`` (plain HTML, inline style, relative links only) with, per group, our estimate
-(median [min-max] over seeds), the classical baselines on the same points and, where known,
-the true dimension; a figure of all estimates; per group the spectra, the trajectories over
-steps and the data. Beside it: ``figures/*.png``, ``summary.csv``, ``baselines.csv`` and
-``table.tex`` (the main table as LaTeX, for a paper draft). ``build_report`` also writes
-``summary.parquet`` and the baselines cache, and logs the report and the summary to the
-survey's latest MLflow parent run.
+(median [min-max] over seeds; marked "(unsettled)" wherever it appears when a fit of the group
+had not settled, see ``pipelines.analysis``), the classical baselines on the same points and,
+where known, the true dimension; a figure of all estimates; per group its fits' settling
+figures, the spectra, the trajectories over steps and the data. Beside it:
+``figures/*.png``, ``summary.csv``, ``baselines.csv`` and ``table.tex`` (the main table as
+LaTeX, for a paper draft). ``build_report`` also writes ``summary.parquet`` and the
+baselines cache, and logs the report and the summary to the survey's latest MLflow parent
+run.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pipelines import plots
 from pipelines.analysis import (
     AnalysisError,
     recompute_curves,
+    settle_mark,
     summarize,
     summary_path,
     write_summary,
@@ -79,6 +82,14 @@ def _range(mid: Any, lo: Any, hi: Any, digits: int = 2) -> str:
     return text
 
 
+def _estimate(row: Mapping[str, Any], digits: int = 1) -> str:
+    """A group's estimate, median [min–max], marked when the group has not settled (it is
+    then where training stopped, not an answer; ``pipelines.analysis.settle_mark``)."""
+    text = _range(row["estimate"], row["estimate_min"], row["estimate_max"], digits)
+    mark = settle_mark(row.get("settled"))
+    return f"{text} ({mark})" if mark and text != "–" else text
+
+
 def table_rows(
     summary: pd.DataFrame, baselines: pd.DataFrame | None = None
 ) -> tuple[list[str], list[list[str]]]:
@@ -88,7 +99,8 @@ def table_rows(
         name for name in dict.fromkeys(baselines["estimator"])
         if baselines.loc[baselines["estimator"] == name, "estimate"].notna().any()
     ]  # an estimator skipped or failed everywhere is left out (the group notes say why)
-    headers = [plots.axis_name(summary), "true", "ours", "by seed", "ok/div/fail", "gap"]
+    headers = [plots.axis_name(summary), "true", "ours", "by seed", "settled", "ok/div/fail",
+               "gap"]
     headers += names
     rows = []
     for row, label in zip(summary.to_dict("records"), plots.short_labels(summary), strict=True):
@@ -97,8 +109,9 @@ def table_rows(
         cells = [
             label,
             _fmt(row["true_dim"]),
-            _range(row["estimate"], row["estimate_min"], row["estimate_max"], 1),
+            _estimate(row),
             per_seed,
+            f"{_fmt(row.get('settled_fits'))}/{row['ok']}",
             f"{row['ok']}/{row['diverged']}/{row['failed']}",
             _fmt(row["gap"], 1),
         ]
@@ -121,7 +134,7 @@ def _latex(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
             text = text.replace(a, b)
         return text
 
-    keep = [i for i, h in enumerate(headers) if h not in ("by seed", "ok/div/fail")]
+    keep = [i for i, h in enumerate(headers) if h not in ("by seed", "settled", "ok/div/fail")]
     lines = [r"\begin{tabular}{l" + "r" * (len(keep) - 1) + "}", r"\toprule"]
     lines.append(" & ".join(esc(headers[i]) for i in keep) + r" \\")
     lines.append(r"\midrule")
@@ -129,6 +142,31 @@ def _latex(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         lines.append(" & ".join(esc(row[i]) for i in keep) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+def _figure(value: Any) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return "∞" if math.isinf(value) else f"{float(value):.3g}"
+
+
+def _fits_settling(row: Mapping[str, Any], fits: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """A group's fits, seed by seed: status, estimate, whether it settled and the figures
+    that decided it (steps the estimate held, drift, margin; see ``mflow.settle``)."""
+    table = fits.set_index("fit_id")
+    headers = ["fit", "seed", "status", "estimate", "settled", "held (steps)", "drift", "margin"]
+    rows = []
+    for i, fit_id in enumerate(row["fit_ids"]):
+        fit = table.loc[fit_id]
+        estimate = row["estimates"][i] if row["estimates"] is not None else None
+        verdict = row["settled_per_fit"][i] if row.get("settled_per_fit") is not None else None
+        rows.append([
+            fit_id, _fmt(fit["seed"]), str(fit["status"]), _fmt(estimate),
+            "–" if verdict is None or pd.isna(verdict) else ("yes" if verdict else "no"),
+            _fmt(fit.get("settle_stable_steps")), _figure(fit.get("settle_drift")),
+            _figure(fit.get("settle_margin")),
+        ])
+    return headers, rows
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -245,6 +283,13 @@ def _method(summary: pd.DataFrame, fits: pd.DataFrame, baselines: pd.DataFrame,
     parts.append("<i>ours</i> is the median over seeds, [min–max] its range (<i>by seed</i>: "
                  "each seed's estimate, · for a fit that diverged or failed); <i>gap</i> the "
                  "median log-gap (nats) at each fit's cut.")
+    parts.append("<i>settled</i>: the ok fits whose estimate had stopped moving when training "
+                 "ended (the same estimate at the data-noise floor over the last logged steps, "
+                 "the eigenvalues either side of the cut steady and clear of it; "
+                 "<code>mflow.settle</code>). A group is settled when all its ok fits are; "
+                 "otherwise its estimate is marked <i>(unsettled)</i>: it is where training "
+                 "stopped, not an answer. <i>(not judged)</i>: fits recorded before the "
+                 "criterion existed, or read again with a rule that moved their estimate.")
     if not baselines.empty:
         names = ", ".join(dict.fromkeys(baselines["estimator"]))
         where = ("without the training noise" if noise == "none" else
@@ -282,6 +327,7 @@ def write_html(
     (folder / "table.tex").write_text(latex)
     overview = _save(plots.estimates_figure(summary, baselines), folder, "estimates.png")
     counts = {k: int(summary[k].sum()) for k in ("fits", "ok", "diverged", "failed")}
+    settled = sum(settle_mark(v) == "" for v in summary["settled"])
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         "<!DOCTYPE html>",
@@ -294,7 +340,8 @@ def write_html(
         out.append(f"<p>{html.escape(description)}</p>")
     out.append(
         f'<p class="meta">{len(summary)} groups, {counts["fits"]} fits: {counts["ok"]} ok, '
-        f'{counts["diverged"]} diverged, {counts["failed"]} failed. Generated {now}.</p>'
+        f'{counts["diverged"]} diverged, {counts["failed"]} failed; {settled} of '
+        f'{len(summary)} groups settled. Generated {now}.</p>'
     )
     out.append(f"<h2>Estimates</h2>\n<p>{_method(summary, fits, baselines, noise)}</p>")
     out.append(_table_html(headers, rows))
@@ -312,7 +359,8 @@ def write_html(
         out.append(f'<h3 id="{html.escape(row["group_id"])}">{html.escape(row["group"] or label)}'
                    "</h3>")
         facts = [
-            ("estimate", _range(row["estimate"], row["estimate_min"], row["estimate_max"], 1)),
+            ("estimate", _estimate(row)),
+            ("settled", f"{_fmt(row.get('settled_fits'))} of {row['ok']} ok fits"),
             ("true dimension", _fmt(row["true_dim"])),
             ("ambient dimension", _fmt(row["ambient_dim"])),
             ("points per fit", _fmt(row["n"])),
@@ -332,6 +380,7 @@ def write_html(
                     value += f" — {b['note']}"
                 facts.append((b["estimator"], value))
         out.append(_table_html(["", ""], facts).replace("<tr><th></th><th></th></tr>\n", ""))
+        out.append(_table_html(*_fits_settling(row, fits)))
         images = "".join(
             f'<img src="{path}" alt="{html.escape(kind)}">' for kind, path in figures.items()
         )

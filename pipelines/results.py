@@ -5,7 +5,7 @@ Example (in a notebook)::
     from pipelines.results import load
 
     r = load("quickstart", out="results")
-    r.summary[["group", "true_dim", "estimate", "estimate_min", "estimate_max"]]
+    r.summary[["group", "true_dim", "estimate", "settled", "answer"]]  # answer: if settled
     r.baselines.pivot(index="group", columns="estimator", values="estimate")
 """
 
