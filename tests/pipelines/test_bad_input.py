@@ -84,8 +84,8 @@ CASES: dict[str, tuple[Callable, list[str], str]] = {
     "unknown dataset": (
         job, ["data.dataset=cifar10"],
         "data.dataset: unknown dataset 'cifar10'; known: array, fading_square, helix, "
-        "hypercube, line, mnist, scurve, sine, sphere, swiss_roll, synthetic_mnist, torus, "
-        "warped_subspace"),
+        "hypercube, line, mnist, moving_glyph, scurve, sine, sphere, swiss_roll, "
+        "synthetic_mnist, torus, warped_subspace"),
     "missing data file": (
         lambda tmp, mp: job(tmp, data={"dataset": "array", "path": str(tmp / "gone.npy")}), [],
         "{tmp}/gone.npy: no such file (data.path)"),
