@@ -13,6 +13,11 @@ writes:
   ``<fit_id>/index`` (``mflow.fit.fit_artifacts``), rewritten after each pack;
 - ``OUT/log.txt``: progress and the measured fit-steps per second.
 
+With ``--checkpoints DIR`` each pack's training state (``PackTrainer.state_dict``) is saved in
+``DIR`` when it ends, and a pack whose state is there continues from it: a finished pack is not
+trained again, its results are only read anew from the weights it stopped with (for a result
+field added since it trained).
+
 ``survey import JOB OUT`` records a survey's results in its Parquet store and MLflow, as if
 ``survey run`` had trained them. ``--deadline-s`` skips the packs that would start after it, so
 a run with a hard time limit ends with whole packs only.
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mflow.config import FitSpec
 from mflow.fit import FitResult
@@ -94,11 +100,13 @@ def run_plan(
     pack: int = 32,
     deadline_s: float | None = None,
     log: Callable[[str], Any] = print,
+    checkpoints: str | os.PathLike | None = None,
 ) -> int:
     """Train the plan's fits in packs of at most ``pack``; returns how many fits ended.
 
     Packs that would start after ``deadline_s`` seconds are skipped (and logged); each pack
-    that ends is appended to ``out/results.jsonl.gz`` at once.
+    that ends is appended to ``out/results.jsonl.gz`` at once. With ``checkpoints``, each
+    pack continues from its state saved there (if any) and saves its state there when it ends.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,10 +122,19 @@ def run_plan(
             log(f"[{elapsed:7.1f}s] deadline passed: skipped pack {number} ({len(ids)} fits)")
             continue
         trainer = PackTrainer([specs[i] for i in members])
+        saved = None if checkpoints is None else _checkpoint(checkpoints, ids)
+        if saved is not None and saved.exists():
+            trainer.load_state_dict(torch.load(saved, map_location=trainer.device,
+                                               weights_only=True))
+            log(f"[{elapsed:7.1f}s] pack {number}: continues from {saved} (step {trainer.step})")
         steps = trainer.specs[0].train.steps
         log(f"[{elapsed:7.1f}s] pack {number}: {len(ids)} fits x {steps} steps on "
             f"{trainer.device} ({ids[0]} ...)")
         results: list[FitResult] = trainer.run()
+        if saved is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(trainer.state_dict(), saved.with_name(saved.name + ".tmp"))
+            os.replace(saved.with_name(saved.name + ".tmp"), saved)
         rate = len(ids) * trainer.step / max(trainer.wall_s, 1e-9)
         lines = []
         for k, (i, result) in enumerate(zip(members, results, strict=True)):
@@ -136,6 +153,12 @@ def run_plan(
         log(f"[{time.perf_counter() - started:7.1f}s] pack {number} ended in "
             f"{trainer.wall_s:.1f}s ({rate:.0f} fit-steps/s): estimates {estimates}")
     return done
+
+
+def _checkpoint(folder: str | os.PathLike, ids: Sequence[str]) -> Path:
+    """Where the state of the pack of fits ``ids`` is kept: named by a hash of the ids."""
+    digest = zlib.crc32("\n".join(ids).encode()) & 0xFFFFFFFF
+    return Path(folder) / f"{ids[0]}-{len(ids)}-{digest:08x}.pt"
 
 
 def _plain(value: Any) -> Any:
@@ -166,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pack", type=int, default=32, help="most fits per pack (default 32)")
     parser.add_argument("--deadline-s", type=float, default=None,
                         help="start no pack after this many seconds")
+    parser.add_argument("--checkpoints", default=None, metavar="DIR",
+                        help="save each pack's state here when it ends; continue from it")
     args = parser.parse_args(argv)
     plans = []
     for path in args.plans:
@@ -182,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logfile.write(line + "\n")
             logfile.flush()
 
-        done = run_plan(plan, out, args.pack, args.deadline_s, log)
+        done = run_plan(plan, out, args.pack, args.deadline_s, log, args.checkpoints)
     total = len(plan["fits"])
     print(f"{done} of {total} fits ended; results in {out / 'results.jsonl.gz'}")
     return 0 if done == total else 1

@@ -16,6 +16,7 @@ OWN = {
     "helix": lambda d: 3 * d,
     "warped_subspace": lambda d: 2 * d,
     "hypercube": lambda d: d,
+    "affine": lambda d: d,
 }
 FAMILIES = sorted(OWN)
 

@@ -60,3 +60,16 @@ def test_the_deadline_skips_whole_packs(tmp_path):
     assert main([str(plan), "-o", str(tmp_path / "out"), "--deadline-s", "0.2"]) == 1
     assert [line["fit_id"] for line in read_results(tmp_path / "out" / "results.jsonl.gz")] == [
         "a-0"]
+
+
+def test_checkpoints_let_a_finished_pack_be_read_again_without_training(tmp_path):
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(_plan("a", [BASE])))
+    ck = tmp_path / "ck"
+    assert main([str(plan), "-o", str(tmp_path / "one"), "--checkpoints", str(ck)]) == 0
+    assert len(list(ck.glob("*.pt"))) == 1
+    assert main([str(plan), "-o", str(tmp_path / "two"), "--checkpoints", str(ck)]) == 0
+    first, again = (next(read_results(tmp_path / d / "results.jsonl.gz"))["result"]
+                    for d in ("one", "two"))
+    assert again["eigenvalues"] == first["eigenvalues"] and again["wall_s"] == first["wall_s"]
+    assert "continues from" in (tmp_path / "two" / "log.txt").read_text()
