@@ -191,7 +191,7 @@ def _describe(job: Job, console: Console) -> None:
     r = job.resources
     console.print(
         f"  resources: cpu {_fmt(r.cpu)}, gpu {_fmt(r.gpu)}, pack {r.pack}, retries "
-        f"{r.retries}, max_concurrent {r.max_concurrent or 'cluster size'}"
+        f"{r.retries}, max_concurrent {r.max_concurrent or 'as the cluster holds'}"
     )
 
 

@@ -462,16 +462,28 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
         raise ConnectionError(f"cannot reach a Ray cluster at {address} ({exc})") from None
 
 
-def _concurrency(resources: Resources) -> int:
-    """The job's ``max_concurrent``, else as many trials as the cluster's CPUs (GPUs) hold."""
+def _concurrency(resources: Resources) -> int | None:
+    """Tune's ``max_concurrent_trials``: the job's ``max_concurrent``, else no cap.
+
+    Without a cap Tune starts a trial whenever the cluster has room for one, on the nodes of
+    the survey's start and on those that join later (its pending trials are what asks the
+    autoscaler for workers). A cap taken from the cluster at the start would be 1 on a
+    cluster whose head trains nothing and whose workers start at 0, as ``cluster.yaml``'s.
+    """
+    return resources.max_concurrent
+
+
+def _slots_now(resources: Resources) -> int:
+    """Trials the cluster holds at once now (its CPUs, GPUs), capped by ``max_concurrent``;
+    at least 1."""
     import ray
 
-    if resources.max_concurrent is not None:
-        return resources.max_concurrent
     cluster = ray.cluster_resources()
     limit = int(cluster.get("CPU", 1) // resources.cpu)
     if resources.gpu > 0:
         limit = min(limit, int(cluster.get("GPU", 0) // resources.gpu))
+    if resources.max_concurrent is not None:
+        limit = min(limit, resources.max_concurrent)
     return max(1, limit)
 
 
@@ -497,12 +509,12 @@ def _gpu_memory(resources: Resources, timeout_s: float = 300.0) -> float:
 
 def _trial_memory(resources: Resources) -> float:
     """Bytes one trial may fill: its share of a GPU's memory, or else its share of the
-    cluster's memory when every trial slot is busy."""
+    cluster's memory when every trial slot it has now is busy."""
     import ray
 
     if resources.gpu > 0:
         return min(1.0, resources.gpu) * _gpu_memory(resources)
-    return ray.cluster_resources().get("memory", 2**31) / _concurrency(resources)
+    return ray.cluster_resources().get("memory", 2**31) / _slots_now(resources)
 
 
 def _auto_sizes(fits: Sequence[Fit], resources: Resources) -> dict[str, int]:

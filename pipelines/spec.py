@@ -242,7 +242,8 @@ class Resources(BaseModel):
     # Fits per trial: at most this many same-shaped fits train as one vectorised ensemble; 1
     # runs each fit alone; auto sizes packs from the model and the device (pipelines.packing).
     pack: Pack = 1
-    max_concurrent: StrictInt | None = Field(None, ge=1)  # trials at once; None: cluster size
+    # Trials at once; None: as many as the cluster holds, nodes that join later included
+    max_concurrent: StrictInt | None = Field(None, ge=1)
     retries: StrictInt = Field(2, ge=0)  # restarts of a failed trial (Tune's max_failures)
     checkpoint_every_s: LaxFloat = Field(30.0, ge=0)  # min seconds between checkpoints; 0: all
 

@@ -81,6 +81,9 @@ FITS_SCHEMA = pa.schema(
         ("group", pa.string()),  # the non-seed axes, "axis=value ...": fits that differ by seed
         ("mlflow_run_id", pa.string()),
         ("config", pa.string()),  # JSON of the resolved FitSpec
+        # When the driver heard the fit's trial first start in the run that recorded it
+        # (null in older files) and when it recorded the fit's end
+        ("started_at", pa.timestamp("us", tz="UTC")),
         ("finished_at", pa.timestamp("us", tz="UTC")),
     ]
 )
@@ -125,6 +128,7 @@ def fit_record(
     retries: int = 0,
     finished_at: datetime | None = None,
     note: str | None = None,
+    started_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The fits-table row of ``fit``: from its result, or a failed row when there is none."""
     spec = fit.spec
@@ -161,6 +165,7 @@ def fit_record(
         "group": group_label(fit.axes),
         "mlflow_run_id": mlflow_run_id,
         "config": spec.to_json(),
+        "started_at": started_at,
         "finished_at": finished_at or datetime.now(UTC),
     }
     if result is not None:

@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -86,12 +87,12 @@ class _Recorder(runner.FitEvents):
         self.tracker = tracker
         self.reporter = reporter
         self.outcome = outcome
-        self.seen: set[str] = set()
+        self.started_at: dict[str, datetime] = {}  # fit id -> first start in this run
         self.notes: dict[str, str] = {}
 
     def started(self, fit_id: str) -> None:
-        if fit_id not in self.seen:
-            self.seen.add(fit_id)
+        if fit_id not in self.started_at:
+            self.started_at[fit_id] = datetime.now(UTC)
             self.outcome.ran += 1
         self.reporter.started(self.fits[fit_id])
 
@@ -127,7 +128,7 @@ class _Recorder(runner.FitEvents):
                 self.tracker = None
         record = fit_record(
             self.job.name, fit, result, error=error, mlflow_run_id=run_id, retries=retries,
-            note=self.notes.pop(fit.fit_id, None),
+            note=self.notes.pop(fit.fit_id, None), started_at=self.started_at.get(fit.fit_id),
         )
         self.store.write(record, curve_rows(self.job.name, fit.fit_id, result))
         self.outcome.counts[record["status"]] += 1
