@@ -82,7 +82,7 @@ FITS_SCHEMA = pa.schema(
         ("mlflow_run_id", pa.string()),
         ("config", pa.string()),  # JSON of the resolved FitSpec
         # When the driver heard the fit's trial first start in the run that recorded it
-        # (null in older files) and when it recorded the fit's end
+        # (null in older files) and when it heard the fit end
         ("started_at", pa.timestamp("us", tz="UTC")),
         ("finished_at", pa.timestamp("us", tz="UTC")),
     ]

@@ -1,6 +1,12 @@
 """A survey run, end to end: plan the fits, skip the finished ones, run the rest on Ray, and
 record each fit as it ends (MLflow first, for its run id, then Parquet).
 
+The driver records in one background thread (``pipelines.background``), in the order the fits
+ended, so Tune's event loop does not wait on MLflow or the results store; the thread's queue
+is bounded, and it is flushed before the survey run ends, also when it was interrupted
+(Ctrl-C stops Tune, then the fits that had ended are recorded). A write that fails stops the
+survey as before (the error reaches Tune's loop at its next event).
+
 Resume: a fit whose ``fits/<fit_id>.parquet`` says ``ok`` is skipped (one stored under the id it
 had before ``fit_id`` left out the data folder and the logging interval is first renamed). A
 fit stored as ``failed`` or ``diverged`` runs again by default (``retry_failed=False`` skips it
@@ -16,12 +22,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from mflow.fit import FitResult
 from pipelines import runner
 from pipelines.analysis import update_summary
+from pipelines.background import Background
 from pipelines.spec import Fit, Job, JobError, plan
 from pipelines.store import Store, curve_rows, fit_record
 from pipelines.tracking import Tracker
@@ -77,48 +85,59 @@ def pending_fits(
 
 
 class _Recorder(runner.FitEvents):
-    """Driver side of the trials: records each ended fit in MLflow, then Parquet."""
+    """Driver side of the trials: records each ended fit in MLflow, then Parquet, through
+    ``writer`` (in its thread, in order; ``started`` and ``progress`` raise its error)."""
 
     def __init__(self, job: Job, fits: Sequence[Fit], store: Store, tracker: Tracker | None,
-                 reporter: Reporter, outcome: SurveyOutcome) -> None:
+                 reporter: Reporter, outcome: SurveyOutcome, writer: Background) -> None:
         self.job = job
         self.fits = {fit.fit_id: fit for fit in fits}
         self.store = store
         self.tracker = tracker
         self.reporter = reporter
         self.outcome = outcome
+        self.writer = writer
         self.started_at: dict[str, datetime] = {}  # fit id -> first start in this run
         self.notes: dict[str, str] = {}
 
     def started(self, fit_id: str) -> None:
+        self.writer.check()
         if fit_id not in self.started_at:
             self.started_at[fit_id] = datetime.now(UTC)
             self.outcome.ran += 1
         self.reporter.started(self.fits[fit_id])
 
+    def progress(self, fit_id: str, metrics: Mapping[str, Any]) -> None:
+        self.writer.check()
+
     def retrying(self, fit_id: str, error: str, attempt: int) -> None:
         self.reporter.retrying(self.fits[fit_id], error, attempt)
 
     def kept(self, fit_id: str, arrays: Mapping[str, np.ndarray]) -> None:
-        self.store.write_artifacts(fit_id, arrays)  # before the row, which marks the fit done
+        # Before the row, which marks the fit done.
+        self.writer.submit(self.store.write_artifacts, fit_id, arrays)
 
     def noted(self, fit_id: str, note: str) -> None:
         self.notes[fit_id] = note
         self.reporter.warn(f"{fit_id}: {note}")
 
     def finished(self, fit_id: str, result: FitResult, retries: int) -> None:
-        self._record(self.fits[fit_id], result, None, "", retries)
+        self.writer.submit(self._record, self.fits[fit_id], result, None, "", retries,
+                           datetime.now(UTC))
 
     def failed(self, fit_id: str, error: str, detail: str, retries: int) -> None:
-        self._record(self.fits[fit_id], None, error, detail, retries)
+        self.writer.submit(self._record, self.fits[fit_id], None, error, detail, retries,
+                           datetime.now(UTC))
 
     def _record(self, fit: Fit, result: FitResult | None, error: str | None, detail: str,
-                retries: int) -> None:
+                retries: int, finished_at: datetime) -> None:
+        """Record one ended fit (in the writer's thread); ``finished_at``: when it ended."""
         run_id = None
         if self.tracker is not None:
             try:
                 run_id = self.tracker.log_fit(
-                    fit, result, error=error, detail=detail, retries=retries
+                    fit, result, error=error, detail=detail, retries=retries,
+                    ended_at=finished_at,
                 )
             except Exception as exc:  # noqa: BLE001 - tracking is best effort; Parquet is not
                 self.reporter.warn(
@@ -129,6 +148,7 @@ class _Recorder(runner.FitEvents):
         record = fit_record(
             self.job.name, fit, result, error=error, mlflow_run_id=run_id, retries=retries,
             note=self.notes.pop(fit.fit_id, None), started_at=self.started_at.get(fit.fit_id),
+            finished_at=finished_at,
         )
         self.store.write(record, curve_rows(self.job.name, fit.fit_id, result))
         self.outcome.counts[record["status"]] += 1
@@ -189,7 +209,8 @@ def run_survey(
     reporter.planned(len(fits), len(pending))
     tracker = _open_tracker(tracking_uri, job, len(fits), len(pending), reporter)
     outcome.parent_run_id = tracker.parent_run_id if tracker is not None else None
-    recorder = _Recorder(job, pending, store, tracker, reporter, outcome)
+    writer = Background()
+    recorder = _Recorder(job, pending, store, tracker, reporter, outcome, writer)
     status = "FAILED"
     try:
         resume = runner.latest_checkpoints(
@@ -197,6 +218,7 @@ def run_survey(
         )
         experiment = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         runner.run_trials(pending, job.resources, store.tune_dir, experiment, recorder, resume)
+        writer.close()  # every fit that ended is recorded before they are counted
         outcome.missing = len(pending) - sum(outcome.counts.values())
         ok = [fit_id for fit_id, s in store.statuses().items() if s == "ok"]
         runner.prune_checkpoints(store.fs, store.tune_path, ok)
@@ -205,6 +227,7 @@ def run_survey(
         status = "KILLED"
         raise
     finally:
+        _flush(writer)
         if recorder.tracker is not None:
             try:
                 recorder.tracker.end_survey(status, outcome.counts)
@@ -214,6 +237,15 @@ def run_survey(
     update_summary(store, [f.fit_id for f in fits], warn=reporter.warn,  # summary.parquet
                    **job.analysis.options())
     return outcome
+
+
+def _flush(writer: Background) -> None:
+    """Record the fits that ended before an error or interrupt stopped the survey; the error
+    that stopped it is the one raised, not the writer's."""
+    try:
+        writer.close()
+    except BaseException:  # noqa: BLE001 - the survey is stopping with its own error
+        pass
 
 
 def _shutdown(started_ray: bool) -> None:

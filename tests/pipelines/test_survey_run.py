@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 COLUMNS = [
     "survey", "fit_id", "dataset", "subset", "class", "noise_floor", "seed", "n", "ambient_dim",
     "status", "error", "id_estimate", "id_rule", "eigenvalues", "steps", "wall_s", "device",
-    "mlflow_run_id", "config", "true_dim", "diverged_step", "finished_at",
+    "mlflow_run_id", "config", "true_dim", "diverged_step", "started_at", "finished_at",
 ]
 
 
@@ -270,3 +270,52 @@ def test_quickstart_reads_the_toys_right(tmp_path: Path, repo_root: Path):
     assert len(frame) == 9 and set(frame["status"]) == {"ok"}
     medians = frame.groupby("dataset")["id_estimate"].median().to_dict()
     assert medians == {"sine": 1, "line": 1, "scurve": 2}
+
+
+def test_fits_that_ended_before_a_ctrl_c_are_flushed_to_mlflow_and_parquet(
+    tmp_path: Path, tracking_uri: str, tiny_job, monkeypatch: pytest.MonkeyPatch
+):
+    """The driver records in a background thread: Ctrl-C arrives (Tune stops) while the first
+    fit's MLflow write is under way and later ones may be queued; all are written before the
+    survey run returns, each row linked to its MLflow run."""
+    import _thread
+    import threading
+    import time
+
+    from pipelines import survey
+    from pipelines.tracking import Tracker
+
+    job = tiny_job("ctrl-c", grid={"seed": [0, 1, 2, 3, 4, 5]},
+                   train={"steps": 60, "log_every": 20, "batch_size": 32},
+                   resources={"retries": 0})
+    heard: list[str] = []  # fits whose end the driver heard, in Tune's loop
+    finished, log_fit = survey._Recorder.finished, Tracker.log_fit
+    interrupted = threading.Event()
+
+    def hear(self, fit_id, result, retries):
+        heard.append(fit_id)
+        finished(self, fit_id, result, retries)
+
+    def slow_log_fit(self, *args, **kwargs):
+        if not interrupted.is_set():
+            interrupted.set()
+            _thread.interrupt_main(signal.SIGINT)  # Ctrl-C while this write is queued
+        time.sleep(1.0)
+        return log_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(survey._Recorder, "finished", hear)
+    monkeypatch.setattr(Tracker, "log_fit", slow_log_fit)
+    out = str(tmp_path / "results")
+    try:
+        outcome = run_survey(job, out, tracking_uri)
+    except KeyboardInterrupt:
+        outcome = None
+    assert interrupted.is_set() and heard
+    assert outcome is None or outcome.interrupted
+    frame = Store(out, job.name).read_fits()
+    assert set(heard) <= set(frame["fit_id"])  # nothing the driver heard of is lost
+    runs = {r.info.run_id: r for r in runs_of(tracking_uri, job.name)}
+    for row in frame.itertuples():
+        assert runs[row.mlflow_run_id].data.tags["fit_id"] == row.fit_id
+    parents = [r for r in runs.values() if r.data.tags.get("kind") == "survey-run"]
+    assert [r.info.status for r in parents] == ["KILLED"]

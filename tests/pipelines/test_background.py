@@ -1,0 +1,62 @@
+"""The driver's background writer: in order, bounded, flushed on close, first error kept."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pipelines.background import Background
+
+
+def test_calls_run_in_order_in_another_thread_and_close_waits_for_them():
+    done, threads = [], set()
+
+    def slow(k):
+        time.sleep(0.01)
+        threads.add(threading.get_ident())
+        done.append(k)
+
+    writer = Background(maxsize=4)
+    for k in range(20):
+        writer.submit(slow, k)
+    writer.close()
+    assert done == list(range(20))
+    assert threads and threading.get_ident() not in threads
+
+
+def test_a_full_queue_makes_submit_wait():
+    gate = threading.Event()
+    writer = Background(maxsize=2)
+    writer.submit(gate.wait)  # running
+    writer.submit(lambda: None)
+    writer.submit(lambda: None)  # the queue holds two now
+    submitted = threading.Event()
+    threading.Thread(target=lambda: (writer.submit(lambda: None), submitted.set()),
+                     daemon=True).start()
+    assert not submitted.wait(0.3)
+    assert writer.pending() == 3
+    gate.set()
+    assert submitted.wait(5)
+    writer.close()
+    assert writer.pending() == 0
+
+
+def test_the_first_error_stops_the_writing_and_is_raised():
+    done = []
+
+    def boom():
+        raise OSError("disk full")
+
+    writer = Background()
+    writer.submit(done.append, 1)
+    writer.submit(boom)
+    writer.submit(done.append, 2)
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
+    assert done == [1]
+    with pytest.raises(OSError):
+        writer.check()
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.submit(done.append, 3)
