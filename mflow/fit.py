@@ -19,6 +19,7 @@ from torch import Tensor
 
 from mflow.config import FitSpec, TrainSpec
 from mflow.datasets import Dataset
+from mflow.local import LOCAL_RULE, LocalDimension, headline_dimension, local_dimension
 from mflow.model import ManifoldFlow
 from mflow.readout import estimate_dimension, noise_floor_variance
 from mflow.settle import Settling, settling
@@ -34,6 +35,8 @@ __all__ = [
     "fit",
     "fit_settling",
     "fit_artifacts",
+    "local_codes",
+    "local_estimate",
     "make_optimizer",
     "make_result",
     "noise_std",
@@ -87,6 +90,14 @@ class FitResult:
     settle_stable_steps: int | None = None  # steps the estimate has held at the noise floor
     settle_drift: float | None = None  # factor the eigenvalues either side of the cut moved
     settle_margin: float | None = None  # smallest factor between them and the cut
+    # The two numbers of issue 16 (None for results recorded before them): id_rank, the rank
+    # of A A^T (the flat dimensions the flow needs, K), and the local dimension of the codes
+    # g(x) E_K of up to PROJECTED points (mflow.local, rule local_rule) with its spread over
+    # points. id_estimate is mflow.local.headline_dimension of the two.
+    id_rank: int | None = None
+    local_dim: float | None = None
+    local_dim_spread: float | None = None
+    local_rule: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -265,15 +276,24 @@ def make_result(
     device: torch.device,
     diverged_step: int | None,
     stop_reason: str | None = None,
+    local: LocalDimension | None = None,
 ) -> FitResult:
-    """Assemble a ``FitResult``; a diverged fit has no estimate and has not settled."""
+    """Assemble a ``FitResult``; a diverged fit has no estimate and has not settled.
+
+    ``local`` (``local_estimate``): the local dimension of the codes; with it the estimate is
+    ``headline_dimension(rank, local)``, without it the rank of ``A A^T``.
+    """
     diverged = diverged_step is not None
     judged = fit_settling(spec, curve)
+    rank = None if diverged else read_dimension(spec, eigenvalues)
+    estimate = rank
+    if rank is not None and local is not None:
+        estimate = headline_dimension(rank, local.value)
     return FitResult(
         status="diverged" if diverged else "ok",
         error=f"loss became NaN or inf at step {diverged_step}" if diverged else None,
         steps=steps,
-        id_estimate=None if diverged else read_dimension(spec, eigenvalues),
+        id_estimate=estimate,
         id_rule=spec.readout.rule,
         eigenvalues=eigenvalues,
         curve=tuple(curve),
@@ -288,6 +308,10 @@ def make_result(
         settle_stable_steps=judged.stable_steps,
         settle_drift=judged.drift,
         settle_margin=judged.margin,
+        id_rank=rank,
+        local_dim=None if local is None else local.value,
+        local_dim_spread=None if local is None else local.spread,
+        local_rule=None if local is None else local.rule,
     )
 
 
@@ -317,12 +341,44 @@ def fit_artifacts(
     gen = torch.Generator(device=x.device).manual_seed(seed)
     n_samples = SAMPLES_IMAGE if x.dim() > 2 else SAMPLES_VECTOR
     samples = model.sample(n_samples, gen).float().cpu().numpy()
-    n = x.shape[0]
-    index = np.sort(np.random.default_rng(seed).choice(n, size=min(n, PROJECTED), replace=False))
+    index = _projected_index(x.shape[0], seed)
     k = min(max(estimate or 1, 1), 3, model.prior.dim)
     projection = model.project(x[torch.as_tensor(index, device=x.device)], k)
     model.train(was_training)
     return {"samples": samples, "projection": projection.float().cpu().numpy(), "index": index}
+
+
+def _projected_index(n: int, seed: int) -> np.ndarray:
+    """The (up to ``PROJECTED``) training points whose codes are kept and read, sorted."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(n, PROJECTED), replace=False))
+
+
+@torch.no_grad()
+def local_codes(
+    model: ManifoldFlow, x: Tensor, rank: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The codes ``g(x) E_K`` (float64) of the same up to ``PROJECTED`` points as
+    ``fit_artifacts`` keeps, in the ``K = rank`` leading eigen-directions of ``A A^T``, and
+    which points (rows of ``x``) they are."""
+    index = _projected_index(x.shape[0], seed)
+    was_training = model.training
+    model.eval()
+    codes = model.project(x[torch.as_tensor(index, device=x.device)], rank)
+    model.train(was_training)
+    return codes.double().cpu().numpy(), index
+
+
+def local_estimate(
+    model: ManifoldFlow, x: Tensor, rank: int, seed: int, rule: str = LOCAL_RULE
+) -> LocalDimension | None:
+    """The local dimension (``mflow.local``) of the codes in the ``rank`` leading directions;
+    None when there is nothing to read (``rank < 1``) or the codes are not finite."""
+    if rank < 1:
+        return None
+    codes, _ = local_codes(model, x, min(rank, model.prior.dim), seed)
+    if not np.all(np.isfinite(codes)):
+        return None
+    return local_dimension(codes, rule)
 
 
 class Trainer:

@@ -43,6 +43,7 @@ from mflow.fit import (
     check_train,
     early_stop_due,
     fit_artifacts,
+    local_estimate,
     make_optimizer,
     make_result,
     noise_std,
@@ -275,13 +276,18 @@ class PackTrainer:
         return points
 
     def results(self) -> list[FitResult]:
-        """Every fit's outcome as it stands (a stopped fit's from the weights it stopped with)."""
+        """Every fit's outcome as it stands (a stopped fit's from the weights it stopped with),
+        with the local dimension of its codes (``mflow.fit.local_estimate``)."""
         results = []
         for k, eigenvalues in enumerate(self.spectra()):
             steps, wall_s = self.stopped_at[k] or (self.step, self.wall_s)
+            local = None
+            if self.diverged_steps[k] is None:
+                rank = read_dimension(self.specs[k], eigenvalues)
+                local = local_estimate(self.member(k), self.x[k], rank, self.specs[k].train.seed)
             results.append(make_result(
                 self.specs[k], self.datas[k], steps, eigenvalues, self.curves[k], wall_s,
-                self.device, self.diverged_steps[k], self.stop_reasons[k],
+                self.device, self.diverged_steps[k], self.stop_reasons[k], local,
             ))
         return results
 

@@ -128,3 +128,19 @@ def test_bad_specs_are_named(section, change, message):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match=message):
         Trainer(TINY.replace(**{section: change}))
+
+
+def test_a_result_carries_the_rank_and_the_local_dimension_of_its_codes():
+    """Issue 16: the estimate is the codes' local dimension rounded, at most the rank of
+    A A^T, both kept; read from the weights the fit has (the points of fit_artifacts)."""
+    from mflow.fit import local_codes
+    from mflow.local import LOCAL_RULE, headline_dimension, local_dimension
+
+    trainer = Trainer(FitSpec(data=DataSpec("scurve", n=400)).replace(train={"steps": 30}))
+    result = trainer.run()
+    assert result.id_rank is not None and result.id_rank >= 1 and result.local_rule == LOCAL_RULE
+    assert result.id_estimate == headline_dimension(result.id_rank, result.local_dim)
+    codes, index = local_codes(trainer.model, trainer.x, result.id_rank, 0)
+    assert codes.shape == (400, result.id_rank) and list(index) == list(range(400))
+    again = local_dimension(codes, LOCAL_RULE)
+    assert (again.value, again.spread) == pytest.approx((result.local_dim, result.local_dim_spread))
