@@ -15,6 +15,12 @@ each group the summary holds
   with another rule that moved their estimate); and ``answer``, the estimate only when the
   group settled, else null. An unsettled group's ``estimate`` is where training stopped, not
   an answer: whatever shows it marks it (``settle_mark``);
+- the two numbers the estimate is read from (issue 16; null for fits recorded before them):
+  ``rank``, the median rank of ``A A^T`` (the flat dimensions the flow needs), ``local_dim``
+  and ``local_dim_spread``, the median local dimension of the codes in those directions
+  (``mflow.local``) and its spread over points; ``curved``, true when the estimate is below
+  the rank: the data are locally lower-dimensional than the flat space they need (a closed
+  or curved manifold), marked wherever it appears (``curved_note``);
 - the spectra: ``eig_median``, ``eig_q10`` and ``eig_q90``, the median and the 10%-90% band of
   each ranked eigenvalue of ``A A^T`` over the ok fits;
 - the readout: ``rule``, ``threshold`` (null for ``gap``), ``floor`` (the noise variance the
@@ -44,6 +50,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mflow.config import FitSpec
+from mflow.local import headline_dimension
 from mflow.readout import RULES, estimate_dimension, log_gap_at, noise_floor_variance
 from pipelines.store import Store, group_label
 
@@ -51,6 +58,7 @@ __all__ = [
     "BAND",
     "SUMMARY_SCHEMA",
     "AnalysisError",
+    "curved_note",
     "group_id",
     "read_summary",
     "recompute",
@@ -91,6 +99,10 @@ SUMMARY_SCHEMA = pa.schema(
         ("settled", pa.bool_()),  # every ok fit settled; null: not judged (see above)
         ("settled_fits", pa.int64()),  # ok fits that settled
         ("settled_per_fit", pa.list_(pa.bool_())),  # seed order; null when not ok or not judged
+        ("rank", pa.float64()),  # median rank of A A^T over ok fits (null: not recorded)
+        ("local_dim", pa.float64()),  # median local dimension of the codes (mflow.local)
+        ("local_dim_spread", pa.float64()),  # median of its spread over points
+        ("curved", pa.bool_()),  # estimate < rank: locally fewer dimensions than flat ones
         ("rule", pa.string()),  # the readout rule of the estimates ("mixed" if several)
         ("threshold", pa.float64()),  # threshold rule's factor; null for gap
         ("floor", pa.float64()),  # sigma2 + noise_floor**2 (median over the group's fits)
@@ -158,8 +170,10 @@ def _natural(value: Any) -> tuple:
 
 
 def _readout(config: str, eigenvalues: Any, rule: str | None, threshold: float | None,
-             stored: Any) -> tuple[int | None, str, float | None, float, float, float | None]:
-    """``(estimate, rule, threshold, floor, sigma2, gap)`` of one fit's stored spectrum."""
+             stored: Any, local: Any = None
+             ) -> tuple[int | None, str, float | None, float, float, float | None, int | None]:
+    """``(estimate, rule, threshold, floor, sigma2, gap, rank)`` of one fit's stored spectrum;
+    with a stored ``local`` dimension the estimate is ``headline_dimension(rank, local)``."""
     spec = FitSpec.from_dict(json.loads(config))
     floor = noise_floor_variance(spec.prior.sigma2, spec.train.noise_floor)
     use = rule or spec.readout.rule
@@ -168,16 +182,19 @@ def _readout(config: str, eigenvalues: Any, rule: str | None, threshold: float |
         factor = threshold if threshold is not None else spec.readout.threshold
     values = None if eigenvalues is None else np.asarray(eigenvalues, dtype=np.float64)
     if values is None or values.size == 0 or not np.all(np.isfinite(values)):
-        return None, use, factor, floor, spec.prior.sigma2, None
+        return None, use, factor, floor, spec.prior.sigma2, None, None
+    rank = _stored(stored[1] if isinstance(stored, tuple) else None)
     if rule is None:
-        estimate = None if stored is None or pd.isna(stored) else int(stored)
+        estimate = _stored(stored[0] if isinstance(stored, tuple) else stored)
     else:
         params = {"threshold": factor} if use == "threshold" else {}
-        estimate = estimate_dimension(values, floor, use, **params)
+        rank = estimate_dimension(values, floor, use, **params)
+        estimate = rank if _stored_float(local) is None else headline_dimension(rank, local)
     gap = None
-    if estimate is not None and 0 <= estimate <= values.size:
-        gap = log_gap_at(values, floor, estimate)
-    return estimate, use, factor, floor, spec.prior.sigma2, gap
+    cut = rank if rank is not None else estimate
+    if cut is not None and 0 <= cut <= values.size:
+        gap = log_gap_at(values, floor, cut)
+    return estimate, use, factor, floor, spec.prior.sigma2, gap, rank
 
 
 def _check_rule(rule: str | None, threshold: float | None) -> None:
@@ -198,9 +215,13 @@ def recompute(
     With ``rule=None`` the stored estimates are kept; otherwise ``id_estimate`` and ``id_rule``
     are replaced by what ``rule`` reads (``threshold`` defaults to each fit's configured
     factor), and a fit whose estimate changes loses its settling verdict (``settled`` null:
-    it was judged at the estimate its own readout read). Fits that did not end ok keep a
-    null estimate. Adds the columns ``threshold``, ``floor``, ``sigma2`` and ``gap`` (the
-    log-gap at the fit's cut), and ``settled`` (null) to a table without it.
+    it was judged at the estimate its own readout read). ``id_rank`` is the rank the rule
+    reads, and where the fit has a ``local_dim`` the estimate is
+    ``mflow.local.headline_dimension`` of the two (``local_dim`` itself stays as the fit
+    computed it, in its own rank's directions). Fits that did not end ok keep a null
+    estimate. Adds the columns ``threshold``, ``floor``, ``sigma2`` and ``gap`` (the log-gap
+    at the rank's cut), and ``settled``, ``id_rank`` and ``local_dim`` (null) to a table
+    without them.
 
     Example:
         >>> config = FitSpec().to_json()  # floor = 1e-6 + 0.01**2
@@ -210,10 +231,14 @@ def recompute(
         1
     """
     _check_rule(rule, threshold)
+    nulls = pd.Series([None] * len(fits), index=fits.index, dtype=object)
+    ranks = fits["id_rank"] if "id_rank" in fits else nulls
+    locals_ = fits["local_dim"] if "local_dim" in fits else nulls
     rows = [
-        _readout(config, eig if status == "ok" else None, rule, threshold, stored)
-        for config, eig, status, stored in zip(
-            fits["config"], fits["eigenvalues"], fits["status"], fits["id_estimate"], strict=True
+        _readout(config, eig if status == "ok" else None, rule, threshold, (stored, rank), local)
+        for config, eig, status, stored, rank, local in zip(
+            fits["config"], fits["eigenvalues"], fits["status"], fits["id_estimate"], ranks,
+            locals_, strict=True,
         )
     ]
     out = fits.copy()
@@ -229,6 +254,10 @@ def recompute(
     out["floor"] = [r[3] for r in rows]
     out["sigma2"] = [r[4] for r in rows]
     out["gap"] = [np.nan if r[5] is None else r[5] for r in rows]
+    out["id_rank"] = pd.array([r[6] for r in rows], dtype="Int64")
+    out["local_dim"] = [np.nan if _stored_float(v) is None else float(v) for v in locals_]
+    if "local_dim_spread" not in out:
+        out["local_dim_spread"] = np.nan
     return out
 
 
@@ -264,6 +293,11 @@ def _stored(value: Any) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
+def _stored_float(value: Any) -> float | None:
+    """A stored number as a float, or None (null, NaN or pandas' NA)."""
+    return None if value is None or pd.isna(value) else float(value)
+
+
 def _group_verdict(verdicts: Sequence[bool | None]) -> bool | None:
     """The group's ``settled`` from its ok fits' verdicts: all settled, one not (or no ok
     fit), or null when the rest were not judged.
@@ -289,6 +323,24 @@ def settle_mark(settled: Any) -> str:
     """
     verdict = _verdict(settled)
     return "" if verdict else ("unsettled" if verdict is False else "not judged")
+
+
+def curved_note(rank: Any, local: Any, estimate: Any) -> str:
+    """What to write beside an estimate below the rank of ``A A^T`` (a summary row's ``rank``,
+    ``local_dim`` and ``estimate``): the data need ``rank`` flat dimensions but are locally
+    fewer, a closed or curved manifold. Nothing when they agree or a number is missing.
+
+    Example:
+        >>> curved_note(3.0, 2.1, 2.0)
+        'needs 3 flat dimensions; locally 2.1-dimensional: curved or closed'
+        >>> curved_note(6.0, 5.8, 6.0), curved_note(None, 2.0, 2.0)
+        ('', '')
+    """
+    values = [_stored_float(v) for v in (rank, local, estimate)]
+    if None in values or values[2] >= values[0]:
+        return ""
+    return (f"needs {values[0]:g} flat dimensions; locally {values[1]:.1f}-dimensional: "
+            "curved or closed")
 
 
 def _only(values: pd.Series) -> Any:
@@ -325,6 +377,9 @@ def _group_row(survey: str, label: str, axes: str, group: pd.DataFrame) -> dict[
     verdicts = [_verdict(v) for v in ok["settled"]]
     settled = _group_verdict(verdicts)
     estimate = _median(estimates)
+    rank = _median([int(r) for r in ok["id_rank"].dropna()])
+    local = _median([float(v) for v in ok["local_dim"].dropna()])
+    spread = _median([float(v) for v in ok["local_dim_spread"].dropna()])
     spectra = [np.asarray(e, dtype=np.float64) for e in ok["eigenvalues"]]
     bands = _spectra(spectra)
     rules = group["id_rule"].dropna().unique()
@@ -361,6 +416,10 @@ def _group_row(survey: str, label: str, axes: str, group: pd.DataFrame) -> dict[
             for s, e, v in zip(group["status"], group["id_estimate"], group["settled"],
                                strict=True)
         ],
+        "rank": rank,
+        "local_dim": local,
+        "local_dim_spread": spread,
+        "curved": None if rank is None or local is None or estimate is None else estimate < rank,
         "rule": str(rules[0]) if len(rules) == 1 else ("mixed" if len(rules) else None),
         "threshold": float(thresholds[0]) if len(thresholds) == 1 else None,
         "floor": _median(group["floor"].dropna().tolist()),

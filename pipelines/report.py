@@ -30,6 +30,7 @@ import pandas as pd
 from pipelines import plots
 from pipelines.analysis import (
     AnalysisError,
+    curved_note,
     recompute_curves,
     settle_mark,
     summarize,
@@ -90,6 +91,19 @@ def _estimate(row: Mapping[str, Any], digits: int = 1) -> str:
     return f"{text} ({mark})" if mark and text != "–" else text
 
 
+def _local(row: Mapping[str, Any]) -> str:
+    """The codes' local dimension ± its spread over points, starred where it is below the rank
+    of ``A A^T`` (``pipelines.analysis.curved_note``)."""
+    local = row.get("local_dim")
+    if local is None or pd.isna(local):
+        return "–"
+    text = f"{float(local):.1f}"
+    spread = row.get("local_dim_spread")
+    if spread is not None and not pd.isna(spread):
+        text += f" ± {float(spread):.1f}"
+    return text + (" *" if curved_note(row.get("rank"), local, row["estimate"]) else "")
+
+
 def table_rows(
     summary: pd.DataFrame, baselines: pd.DataFrame | None = None
 ) -> tuple[list[str], list[list[str]]]:
@@ -99,8 +113,8 @@ def table_rows(
         name for name in dict.fromkeys(baselines["estimator"])
         if baselines.loc[baselines["estimator"] == name, "estimate"].notna().any()
     ]  # an estimator skipped or failed everywhere is left out (the group notes say why)
-    headers = [plots.axis_name(summary), "true", "ours", "by seed", "settled", "ok/div/fail",
-               "gap"]
+    headers = [plots.axis_name(summary), "true", "ours", "rank", "local", "by seed", "settled",
+               "ok/div/fail", "gap"]
     headers += names
     rows = []
     for row, label in zip(summary.to_dict("records"), plots.short_labels(summary), strict=True):
@@ -110,6 +124,8 @@ def table_rows(
             label,
             _fmt(row["true_dim"]),
             _estimate(row),
+            _fmt(row.get("rank")),
+            _local(row),
             per_seed,
             f"{_fmt(row.get('settled_fits'))}/{row['ok']}",
             f"{row['ok']}/{row['diverged']}/{row['failed']}",
@@ -283,6 +299,13 @@ def _method(summary: pd.DataFrame, fits: pd.DataFrame, baselines: pd.DataFrame,
     parts.append("<i>ours</i> is the median over seeds, [min–max] its range (<i>by seed</i>: "
                  "each seed's estimate, · for a fit that diverged or failed); <i>gap</i> the "
                  "median log-gap (nats) at each fit's cut.")
+    parts.append("<i>rank</i>: the median rank of A A<sup>T</sup>, the flat dimensions the "
+                 "flow needs; <i>local</i>: the median local dimension of the fit's codes in "
+                 "those directions (<code>mflow.local</code>) ± its spread over points. "
+                 "<i>ours</i> is the local dimension rounded, at most the rank. "
+                 "<i>*</i>: ours is below the rank, the data need more flat dimensions than "
+                 "they have locally: a curved or closed manifold (a sphere S<sup>d</sup> needs "
+                 "d + 1).")
     parts.append("<i>settled</i>: the ok fits whose estimate had stopped moving when training "
                  "ended (the same estimate at the data-noise floor over the last logged steps, "
                  "the eigenvalues either side of the cut steady and clear of it; "
@@ -361,6 +384,11 @@ def write_html(
         facts = [
             ("estimate", _estimate(row)),
             ("settled", f"{_fmt(row.get('settled_fits'))} of {row['ok']} ok fits"),
+            ("flat dimensions (rank of A Aᵀ)", _fmt(row.get("rank"))),
+            ("local dimension of the codes", _local(row).removesuffix(" *")),
+            *([("curved or closed", note)]
+              if (note := curved_note(row.get("rank"), row.get("local_dim"), row["estimate"]))
+              else []),
             ("true dimension", _fmt(row["true_dim"])),
             ("ambient dimension", _fmt(row["ambient_dim"])),
             ("points per fit", _fmt(row["n"])),

@@ -73,6 +73,13 @@ FITS_SCHEMA = pa.schema(
         ("settle_stable_steps", pa.int64()),
         ("settle_drift", pa.float64()),
         ("settle_margin", pa.float64()),
+        # Issue 16: the rank of A A^T (flat dimensions needed; id_estimate is read from it and
+        # local_dim, mflow.local.headline_dimension), the local dimension of the codes in those
+        # directions, its spread over points and its rule (null before; absent from older files)
+        ("id_rank", pa.int64()),
+        ("local_dim", pa.float64()),
+        ("local_dim_spread", pa.float64()),
+        ("local_rule", pa.string()),
         ("retries", pa.int64()),  # trial restarts after failures
         # What else the run should know, not an error: e.g. an earlier run's checkpoint did
         # not load, so the fit trained from step 0 (null when nothing; absent from older files)
@@ -159,6 +166,10 @@ def fit_record(
         "settle_stable_steps": None,
         "settle_drift": None,
         "settle_margin": None,
+        "id_rank": None,
+        "local_dim": None,
+        "local_dim_spread": None,
+        "local_rule": None,
         "retries": retries,
         "note": note,
         "axes": json.dumps(fit.axes, sort_keys=False),
@@ -187,6 +198,10 @@ def fit_record(
             settle_stable_steps=result.settle_stable_steps,
             settle_drift=result.settle_drift,
             settle_margin=result.settle_margin,
+            id_rank=result.id_rank,
+            local_dim=result.local_dim,
+            local_dim_spread=result.local_dim_spread,
+            local_rule=result.local_rule,
         )
     return row
 

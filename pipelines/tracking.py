@@ -5,7 +5,9 @@ A child run carries the fit's flattened config as params, tags to filter by (sur
 dataset, subset, class, noise_floor, seed, status and the grid axes), the curve as metrics over
 steps (``loss``, ``estimate``, ``noise_std``, ``lr``, ``eig_0`` .. ``eig_9``), the final
 ``id_estimate``, whether it settled (``settled``: 1 or 0; ``mflow.settle``) with the figures
-that decided it (``settle_stable_steps``, ``settle_drift``, ``settle_margin``), and
+that decided it (``settle_stable_steps``, ``settle_drift``, ``settle_margin``), the two
+numbers the estimate is read from (``id_rank``, the rank of ``A A^T``; ``local_dim`` and
+``local_dim_spread``, the codes' local dimension, ``mflow.local``), and
 ``spectrum.png``, ``config.json`` and ``eigenvalues.json`` as artifacts (``error.txt`` for a
 failed fit). Runs are closed in ``finally``; a failed fit is recorded too.
 
@@ -324,6 +326,8 @@ class Tracker:
                     metrics += [Metric(k, float(v), now, p.step) for k, v in values.items()]
                 finals = {"id_estimate": result.id_estimate, "true_dim": result.true_dim,
                           "wall_s": result.wall_s, "diverged_step": result.diverged_step,
+                          "id_rank": result.id_rank, "local_dim": result.local_dim,
+                          "local_dim_spread": result.local_dim_spread,
                           **_settle_metrics(result)}
                 metrics += [
                     Metric(k, float(v), now, result.steps)

@@ -206,3 +206,38 @@ def test_analyze_of_a_changed_job_refuses_rather_than_writing_an_empty_summary(t
     assert main(["analyze", str(job_file), "--out", str(tmp_path / "results")]) == 2
     assert "none of its 10 fits is stored" in capsys.readouterr().err
     assert len(read_summary(store)) == len(before) == 2  # left as it was
+
+
+def test_a_group_below_its_rank_is_flagged_curved_and_keeps_both_numbers(tmp_path: Path):
+    """Issue 16: fits that need 3 flat dimensions but are locally 2.1-dimensional read 2,
+    keep the rank and the local dimension as columns, and their group is flagged curved."""
+    import dataclasses
+
+    from pipelines.analysis import curved_note
+
+    name = "curved"
+    fits = plan(job(name))
+    store = Store(tmp_path / "results", name)
+    for fit in fits:
+        res = result(fit.spec.data.dataset, fit.spec.train.seed)
+        if res is not None and res.status == "ok" and fit.spec.data.dataset == "scurve":
+            rank = res.id_estimate
+            res = dataclasses.replace(res, id_rank=rank, id_estimate=min(rank, 2),
+                                      local_dim=2.1, local_dim_spread=0.3, local_rule="mle-cal")
+        store.write(fit_record(name, fit, res, error=None if res else "boom"),
+                    curve_rows(name, fit.fit_id, res))
+    table = store.read_fits()
+    curved_fits = table[table["dataset"] == "scurve"]
+    assert set(curved_fits["local_rule"]) == {"mle-cal"} and set(curved_fits["id_rank"]) == {2, 3}
+    summary = summarize(table, fit_ids=[f.fit_id for f in fits])
+    sine, scurve = summary.to_dict("records")
+    assert (scurve["estimate"], scurve["rank"], scurve["local_dim"]) == (2.0, 2.0, 2.1)
+    assert scurve["local_dim_spread"] == pytest.approx(0.3)
+    assert not scurve["curved"]  # the median rank is 2 here: no disagreement
+    assert pd.isna(sine["rank"]) and pd.isna(sine["curved"])  # recorded without the numbers
+    # Read again with a stricter threshold: every rank is 3, the local dimension still 2.1.
+    strict = summarize(table, rule="threshold", threshold=1e-3, fit_ids=[f.fit_id for f in fits])
+    scurve = strict.to_dict("records")[1]
+    assert (scurve["rank"], scurve["estimate"], scurve["curved"]) == (3.0, 2.0, True)
+    assert curved_note(scurve["rank"], scurve["local_dim"], scurve["estimate"]) == (
+        "needs 3 flat dimensions; locally 2.1-dimensional: curved or closed")
