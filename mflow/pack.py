@@ -324,7 +324,7 @@ class PackTrainer:
             self.stopped_at[k] = None
         self._paused.clear()
         self._refresh_live()
-        started = time.perf_counter()
+        started, first_step = time.perf_counter(), self.step
         try:
             while self.step < steps and any(map(self._training, range(len(self.specs)))):
                 self._train_step()
@@ -348,7 +348,8 @@ class PackTrainer:
                 if changed:
                     self._refresh_live()
         finally:
-            self.wall_s += time.perf_counter() - started
+            if self.step > first_step:  # a run with nothing left to train costs no time
+                self.wall_s += time.perf_counter() - started
         return self.results()
 
     # -- checkpoints ------------------------------------------------------------------------

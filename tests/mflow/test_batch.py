@@ -72,5 +72,5 @@ def test_checkpoints_let_a_finished_pack_be_read_again_without_training(tmp_path
     first, again = (next(read_results(tmp_path / d / "results.jsonl.gz"))["result"]
                     for d in ("one", "two"))
     assert again["eigenvalues"] == first["eigenvalues"] and again["steps"] == first["steps"]
-    assert abs(again["wall_s"] - first["wall_s"]) < 0.5  # not trained again
+    assert again["wall_s"] == first["wall_s"]  # not trained again: no time added
     assert "continues from" in (tmp_path / "two" / "log.txt").read_text()
