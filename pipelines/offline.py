@@ -24,12 +24,14 @@ import numpy as np
 from mflow.batch import read_results
 from mflow.config import FitSpec
 from pipelines.analysis import update_summary
+from pipelines.background import Background
 from pipelines.runner import result_from_dict
 from pipelines.spec import Fit, Job, JobError, fit_id, legacy_fit_id, plan
 from pipelines.store import Store
 from pipelines.survey import (
     Reporter,
     SurveyOutcome,
+    _flush,
     _open_tracker,
     _Recorder,
     pending_fits,
@@ -110,7 +112,9 @@ def import_results(
     survey_outcome = SurveyOutcome(total=len(all_fits), skipped=len(all_fits) - len(todo))
     tracker = _open_tracker(tracking_uri, job, len(all_fits), len(todo), reporter)
     outcome.parent_run_id = tracker.parent_run_id if tracker is not None else None
-    recorder = _Recorder(job, [f for f, _ in todo], store, tracker, reporter, survey_outcome)
+    writer = Background()  # the recorder writes in its thread, in order, as in a survey run
+    recorder = _Recorder(job, [f for f, _ in todo], store, tracker, reporter, survey_outcome,
+                         writer)
     kept = _artifacts(folder)
     status = "FAILED"
     try:
@@ -120,8 +124,10 @@ def import_results(
                 recorder.kept(fit.fit_id, kept[fit.fit_id])
             recorder.finished(fit.fit_id, result, 0)
             outcome.imported += 1
+        writer.close()  # every fit recorded before the import run is closed
         status = "FINISHED"
     finally:
+        _flush(writer)
         if recorder.tracker is not None:
             try:
                 recorder.tracker.end_survey(status, survey_outcome.counts)
