@@ -3,8 +3,10 @@
 For each survey (by default ``accuracy``, the development set, and ``accuracy_heldout``), after
 ``survey run`` and ``survey report``, this prints as markdown
 
-- a table per case: the true dimension ``d``, the ambient ``D``, our estimate (the number of
-  eigenvalues of ``A A^T`` the fit's readout counts) and the classical estimates of
+- a table per case: the true dimension ``d``, the ambient ``D``, our estimate and the two
+  numbers it is read from (issue 16: ``rank``, the eigenvalues of ``A A^T`` the fit's readout
+  counts; ``local``, the local dimension of the codes in those directions, ``mflow.local``;
+  ours is ``local`` rounded, at most ``rank``) and the classical estimates of
   ``survey report`` on the same points (TwoNN, MLE, lPCA, DANCo);
 - a table per estimator: how many cases it gets exactly right (the classical estimates, which
   are real numbers, rounded to the nearest integer, halves up), and its mean absolute error
@@ -37,6 +39,7 @@ from pipelines.results import load
 
 CLASSICAL = ("TwoNN", "MLE", "lPCA", "DANCo")
 OURS = "ours"
+FLOW = ("rank", "local")  # the two numbers ours is read from (null for older fits)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ def cases(name: str, out: str, danco_above_limit: bool = False) -> list[Case]:
     result = []
     for row in summary.itertuples(index=False):
         values: dict[str, float | None] = {OURS: row.estimate}
+        for name, column in zip(FLOW, ("rank", "local_dim"), strict=True):
+            value = getattr(row, column, None)
+            values[name] = None if value is None or pd.isna(value) else float(value)
         for estimator in CLASSICAL:
             value = table.get(estimator, pd.Series(dtype=float)).get(row.group_id)
             values[estimator] = None if value is None or pd.isna(value) else float(value)
@@ -116,18 +122,18 @@ def _cell(case: Case, estimator: str) -> str:
     value = case.estimates[estimator]
     if value is None:
         return "—"
-    text = str(int(value)) if estimator == OURS else f"{value:.2f}"
+    text = str(int(value)) if estimator in (OURS, "rank") else f"{value:.2f}"
     return text + ("*" if estimator in case.marked else "")
 
 
 def case_table(items: Sequence[Case], spectra: bool = False) -> str:
     """Markdown: one row per case, the true dimension beside every estimate."""
-    head = ["case", "true d", "D", OURS, *CLASSICAL] + (["λ of A Aᵀ (leading)", "floor"]
+    head = ["case", "true d", "D", OURS, *FLOW, *CLASSICAL] + (["λ of A Aᵀ (leading)", "floor"]
                                                        if spectra else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for case in items:
         cells = [case.label, str(case.true_dim), str(case.ambient_dim)]
-        cells += [_cell(case, e) for e in (OURS, *CLASSICAL)]
+        cells += [_cell(case, e) for e in (OURS, *FLOW, *CLASSICAL)]
         if spectra:
             lead = case.spectrum[: case.true_dim + 2]
             cells += [", ".join(f"{v:.2g}" for v in lead), f"{case.floor:.2g}"]
@@ -153,8 +159,10 @@ def scores(items: Sequence[Case], estimator: str) -> dict[str, float]:
 def accuracy_table(items: Sequence[Case]) -> str:
     """Markdown: one row per estimator."""
     lines = ["| estimator | exactly right | MAE (raw) | MAE (rounded) |", "|---|---|---|---|"]
-    for estimator in (OURS, *CLASSICAL):
+    for estimator in (OURS, *FLOW, *CLASSICAL):
         s = scores(items, estimator)
+        if not s["cases"]:
+            continue
         lines.append(
             f"| {estimator} | {s['right']} / {s['cases']} | {s['mae']:.2f} | "
             f"{s['mae_rounded']:.2f} |"
