@@ -73,7 +73,7 @@ class FitResult:
     status: str  # ok, diverged (loss became NaN/inf) or failed (an exception)
     error: str | None  # why, when not ok
     steps: int  # optimiser steps done
-    id_estimate: int | None  # the dimension read from the final spectrum
+    id_estimate: int | None  # the estimate: headline_dimension(id_rank, local_dim), see below
     id_rule: str  # the readout rule that read it
     eigenvalues: tuple[float, ...]  # final spectrum of A A^T, descending
     curve: tuple[CurvePoint, ...]  # one point every log_every steps
