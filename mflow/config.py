@@ -30,8 +30,8 @@ class DataSpec:
     key: str | None = None  # array name inside an .npz file (array)
     latent_dim: int = 5  # true dimension of synthetic_mnist
     # Ambient dimension D of the constructed manifolds (sphere, torus, swiss_roll, helix,
-    # warped_subspace, hypercube; their intrinsic dimension is latent_dim), embedded in R^D by
-    # a random rotation; None: the family's smallest (e.g. latent_dim + 1 for the sphere)
+    # warped_subspace, hypercube, affine; their intrinsic dimension is latent_dim), embedded in
+    # R^D by a random rotation; None: the family's smallest (e.g. latent_dim + 1 for the sphere)
     ambient_dim: int | None = None
     standardize: bool = True  # array, constructed manifolds: centre, divide by the principal std
     dequantize: bool = False  # add U(0, 1/256) to pixel values (mnist)
