@@ -113,8 +113,10 @@ def table_rows(
         name for name in dict.fromkeys(baselines["estimator"])
         if baselines.loc[baselines["estimator"] == name, "estimate"].notna().any()
     ]  # an estimator skipped or failed everywhere is left out (the group notes say why)
-    headers = [plots.axis_name(summary), "true", "ours", "rank", "local", "by seed", "settled",
-               "ok/div/fail", "gap"]
+    # The rank and the local dimension (issue 16): shown when some group has them.
+    two = [c for c in ("rank", "local_dim") if c in summary and summary[c].notna().any()]
+    headers = [plots.axis_name(summary), "true", "ours", *(["rank", "local"] if two else []),
+               "by seed", "settled", "ok/div/fail", "gap"]
     headers += names
     rows = []
     for row, label in zip(summary.to_dict("records"), plots.short_labels(summary), strict=True):
@@ -124,8 +126,7 @@ def table_rows(
             label,
             _fmt(row["true_dim"]),
             _estimate(row),
-            _fmt(row.get("rank")),
-            _local(row),
+            *([_fmt(row.get("rank")), _local(row)] if two else []),
             per_seed,
             f"{_fmt(row.get('settled_fits'))}/{row['ok']}",
             f"{row['ok']}/{row['diverged']}/{row['failed']}",

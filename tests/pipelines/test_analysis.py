@@ -208,14 +208,10 @@ def test_analyze_of_a_changed_job_refuses_rather_than_writing_an_empty_summary(t
     assert len(read_summary(store)) == len(before) == 2  # left as it was
 
 
-def test_a_group_below_its_rank_is_flagged_curved_and_keeps_both_numbers(tmp_path: Path):
-    """Issue 16: fits that need 3 flat dimensions but are locally 2.1-dimensional read 2,
-    keep the rank and the local dimension as columns, and their group is flagged curved."""
+def curved_store(tmp_path: Path, name: str = "curved") -> tuple[Store, list]:
+    """The hand-made table, the scurve fits with a local dimension of 2.1 (issue 16)."""
     import dataclasses
 
-    from pipelines.analysis import curved_note
-
-    name = "curved"
     fits = plan(job(name))
     store = Store(tmp_path / "results", name)
     for fit in fits:
@@ -226,6 +222,15 @@ def test_a_group_below_its_rank_is_flagged_curved_and_keeps_both_numbers(tmp_pat
                                       local_dim=2.1, local_dim_spread=0.3, local_rule="mle-cal")
         store.write(fit_record(name, fit, res, error=None if res else "boom"),
                     curve_rows(name, fit.fit_id, res))
+    return store, fits
+
+
+def test_a_group_below_its_rank_is_flagged_curved_and_keeps_both_numbers(tmp_path: Path):
+    """Issue 16: fits that need 3 flat dimensions but are locally 2.1-dimensional read 2,
+    keep the rank and the local dimension as columns, and their group is flagged curved."""
+    from pipelines.analysis import curved_note
+
+    store, fits = curved_store(tmp_path)
     table = store.read_fits()
     curved_fits = table[table["dataset"] == "scurve"]
     assert set(curved_fits["local_rule"]) == {"mle-cal"} and set(curved_fits["id_rank"]) == {2, 3}
@@ -241,3 +246,25 @@ def test_a_group_below_its_rank_is_flagged_curved_and_keeps_both_numbers(tmp_pat
     assert (scurve["rank"], scurve["estimate"], scurve["curved"]) == (3.0, 2.0, True)
     assert curved_note(scurve["rank"], scurve["local_dim"], scurve["estimate"]) == (
         "needs 3 flat dimensions; locally 2.1-dimensional: curved or closed")
+
+
+def test_the_report_shows_the_rank_and_the_local_dimension_and_flags_a_curved_group(tmp_path):
+    import dataclasses
+
+    from pipelines.report import build_report
+
+    store, fits = curved_store(tmp_path)
+    table = store.read_fits()
+    # Make the scurve group's median rank 3 (one fit read 3, four read 2): all read 3 now.
+    for fit_id in table.loc[table["dataset"] == "scurve", "fit_id"]:
+        fit = next(f for f in fits if f.fit_id == fit_id)
+        res = result("scurve", fit.spec.train.seed)
+        res = dataclasses.replace(res, id_rank=3, id_estimate=2, local_dim=2.1,
+                                  local_dim_spread=0.3, local_rule="mle-cal")
+        store.write(fit_record("curved", fit, res), curve_rows("curved", fit_id, res))
+    report = build_report(store, fit_ids=[f.fit_id for f in fits], baselines=False,
+                          use_ray=False)
+    text = Path(report.index).read_text()
+    assert "<th>rank</th><th>local</th>" in text and "<td>2.1 ± 0.3 *</td>" in text
+    assert "needs 3 flat dimensions; locally 2.1-dimensional: curved or closed" in text
+    assert bool(report.summary.set_index("group").loc["dataset=scurve", "curved"])
