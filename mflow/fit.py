@@ -372,13 +372,17 @@ def local_estimate(
     model: ManifoldFlow, x: Tensor, rank: int, seed: int, rule: str = LOCAL_RULE
 ) -> LocalDimension | None:
     """The local dimension (``mflow.local``) of the codes in the ``rank`` leading directions;
-    None when there is nothing to read (``rank < 1``) or the codes are not finite."""
-    if rank < 1:
+    None when there is nothing to read (``rank < 1``, fewer than 3 points, codes that are not
+    finite or all coincide)."""
+    if rank < 1 or x.shape[0] < 3:
         return None
     codes, _ = local_codes(model, x, min(rank, model.prior.dim), seed)
     if not np.all(np.isfinite(codes)):
         return None
-    return local_dimension(codes, rule)
+    try:
+        return local_dimension(codes, rule)
+    except ValueError:  # no distinct neighbours: nothing to read
+        return None
 
 
 class Trainer:

@@ -24,6 +24,7 @@ of DANCo's and MiND's calibration against simulated data, Ceruti et al. 2014).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -89,6 +90,8 @@ def mle(distances: np.ndarray) -> tuple[float, np.ndarray]:
         True
     """
     t = _positive(distances)
+    if not t.size:
+        return math.nan, np.empty(0)
     inverse = np.log(t[:, -1:] / t[:, :-1]).mean(axis=1)  # 1 / m(x)
     inverse = np.maximum(inverse, 1e-12)
     return float(1.0 / inverse.mean()), 1.0 / inverse
@@ -105,6 +108,8 @@ def two_nn(distances: np.ndarray) -> tuple[float, np.ndarray]:
         True
     """
     t = _positive(distances)
+    if not t.size:
+        return math.nan, np.empty(0)
     log_mu = np.maximum(np.log(t[:, 1] / t[:, 0]), 1e-12)
     return float(1.0 / log_mu.mean()), 1.0 / log_mu
 
@@ -209,8 +214,12 @@ def local_dimension(
     n, dim = x.shape
     if dim == 1:
         return LocalDimension(1.0, 0.0, rule)
+    if n < 3:
+        raise ValueError(f"local dimension: needs at least 3 points, got {n}")
     estimator = _estimators(min(neighbours, n - 1))[rule.removesuffix("-cal")]
     value, per_point = estimator(x)
+    if not np.isfinite(value):
+        raise ValueError("local dimension: the points have no distinct nearest neighbours")
     if rule.endswith("-cal"):
         calibrated = calibrate(value, estimator, n, upper=dim)
         per_point = per_point * (calibrated / max(value, 1e-12))

@@ -49,6 +49,8 @@ def test_calibration_is_bounded_by_the_points_dimension():
 
 def test_one_dimensional_codes_read_one_and_an_unknown_rule_is_refused():
     assert local_dimension(np.arange(10.0)[:, None]).value == 1.0
+    with pytest.raises(ValueError, match="no distinct nearest neighbours"):
+        local_dimension(np.ones((30, 3)))
     with pytest.raises(ValueError, match="local rule: unknown 'twonn-calibrated'"):
         local_dimension(reference_cube(2, 50), "twonn-calibrated")
 
