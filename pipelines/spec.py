@@ -60,7 +60,7 @@ from pydantic_core import PydanticCustomError
 from mflow.config import DataSpec, FitSpec
 from mflow.datasets import DATA_VERSIONS, DATASETS
 from mflow.datasets.mnist import FILES as MNIST_FILES
-from mflow.fit import check_train
+from mflow.fit import PRIOR_UPDATES, check_train
 from mflow.flow import FLOW_KINDS
 from mflow.model import PRIORS
 from mflow.readout import RULES
@@ -107,6 +107,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.kind": FLOW_KINDS,
     "prior.kind": tuple(sorted(PRIORS)),
     "readout.rule": tuple(sorted(RULES)),
+    "train.prior_update": PRIOR_UPDATES,
 }
 
 # Lower bounds of numeric fields: a value outside cannot train, or means nothing (a zero noise
@@ -134,7 +135,12 @@ BOUNDS: dict[str, tuple[str, float]] = {
     "train.grad_clip": (">", 0),
     "train.early_stop_window": (">=", 0),
     "train.early_stop_tol": (">=", 0),
+    "train.prior_every": (">=", 1),
+    "train.prior_ema": (">=", 0),  # and < 1: mflow.fit.check_train
     "readout.threshold": (">", 0),
+    "readout.settle_window": (">=", 1),
+    "readout.settle_drift": (">=", 1),
+    "readout.settle_margin": (">", 0),
 }
 
 # Fields that say where the data lie, where a fit runs or how often it is logged, not what it
