@@ -83,7 +83,7 @@ CASES: dict[str, tuple[Callable, list[str], str]] = {
         "grid.seed[1]: expected an integer, got 'one'"),
     "unknown dataset": (
         job, ["data.dataset=cifar10"],
-        "data.dataset: unknown dataset 'cifar10'; known: array, fading_square, helix, "
+        "data.dataset: unknown dataset 'cifar10'; known: affine, array, fading_square, helix, "
         "hypercube, line, mnist, moving_glyph, scurve, sine, sphere, swiss_roll, "
         "synthetic_mnist, torus, warped_subspace"),
     "missing data file": (
