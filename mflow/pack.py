@@ -143,11 +143,18 @@ class PackTrainer:
         self._first_bad = torch.full((k,), -1, device=self.device, dtype=torch.long)
         self._live = torch.ones(k, device=self.device, dtype=torch.bool)
         self._moment = self._covariances() if self.moment else None
-        self._losses = vmap(self._member_loss)
+        # A pack of one skips vmap, whose per-operation cost is a third of a small fit's step.
+        self._losses = vmap(self._member_loss) if k > 1 else self._lone_loss
 
     def _member_loss(self, params, buffers, x: Tensor, eps: Tensor):
         weight = self.specs[0].prior.entropy_weight
         return functional_call(self.base, (params, buffers), (x, eps, weight, self.moment))
+
+    def _lone_loss(self, params, buffers, x: Tensor, eps: Tensor):
+        """``_member_loss`` of a pack of one, shaped as the vmap-ed call's output."""
+        out = self._member_loss({n: v[0] for n, v in params.items()},
+                                {n: v[0] for n, v in buffers.items()}, x[0], eps[0])
+        return tuple(o.unsqueeze(0) for o in out) if self.moment else out.unsqueeze(0)
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -172,7 +179,7 @@ class PackTrainer:
         if max_norm is None:
             return
         grads = [p.grad for p in self.params.values() if p.grad is not None]
-        norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        norms = torch.cat([g.flatten(1) for g in grads], dim=1).norm(dim=1)
         scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(_per_fit(scale, g))
@@ -189,13 +196,15 @@ class PackTrainer:
         # A diverged or stopped fit's loss must not reach the shared backward pass.
         torch.where(live, losses, 0.0).sum().backward()
         self._clip()
-        trained = {name: p for name, p in self.params.items() if p.requires_grad}
+        # Shared Adam moves every stacked fit (momentum, weight decay): the weights of the fits
+        # that are not training are put back where they were. On a CPU, reading the mask costs
+        # nothing, and a step where every fit trains skips the copies.
+        restore = self.device.type != "cpu" or not bool(live.all())
+        trained = {name: p for name, p in self.params.items() if p.requires_grad and restore}
         before = {name: p.detach().clone() for name, p in trained.items()}
         self.optimizer.step()
         self.scheduler.step()
         with torch.no_grad():
-            # Shared Adam moves every stacked fit (momentum, weight decay): put the weights of
-            # the fits that are not training back where they were.
             for name, p in trained.items():
                 p.copy_(torch.where(_per_fit(live, p), p, before[name]))
             if codes is not None:
