@@ -59,7 +59,8 @@ def run(case: str, variant: str, steps: int, seed: int) -> str:
     around = result.eigenvalues[max(k - 1, 0): k + 1]
     local = "-" if result.local_dim is None else f"{result.local_dim:.1f}"
     return (f"{case:9s} {variant:7s} seed {seed}: estimate {result.id_estimate} "
-            f"(true {result.true_dim}; rank {result.id_rank}, local {local}), settled {result.settled} at step {result.steps}, "
+            f"(true {result.true_dim}; rank {result.id_rank}, local {local}), "
+            f"settled {result.settled} at step {result.steps}, "
             f"drift {result.settle_drift:.2f}, margin {result.settle_margin:.2f}, "
             f"eigenvalues at the cut {[f'{v:.2g}' for v in around]}, "
             f"{time.perf_counter() - started:.0f} s | {' '.join(trajectory)}")
