@@ -55,8 +55,10 @@ def test_a_pack_cut_off_mid_write_is_dropped_not_half_read(tmp_path):
 
 def test_the_deadline_skips_whole_packs(tmp_path):
     plan = tmp_path / "p.json"
-    plan.write_text(json.dumps(_plan("a", [BASE, BASE.replace(data={"dataset": "line"})])))
-    # the first pack starts at once, before the deadline; it takes longer than 0.2 s
+    # the first pack starts at once, before the deadline; its 600 steps take far longer than
+    # 0.2 s (about 3 s here), so the second pack would start after it
+    first = BASE.replace(train={"steps": 600})
+    plan.write_text(json.dumps(_plan("a", [first, BASE.replace(data={"dataset": "line"})])))
     assert main([str(plan), "-o", str(tmp_path / "out"), "--deadline-s", "0.2"]) == 1
     assert [line["fit_id"] for line in read_results(tmp_path / "out" / "results.jsonl.gz")] == [
         "a-0"]
