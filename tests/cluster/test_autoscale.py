@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-SURVEY = Path(sys.executable).parent / "survey"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _most_at_once(fits: pd.DataFrame) -> int:
@@ -37,45 +23,30 @@ def test_most_at_once_counts_overlapping_spans():
 
 
 @pytest.mark.slow
-def test_survey_runs_fits_at_once_on_workers_that_join_after_it_started(tmp_path):
-    from ray.cluster_utils import Cluster
+def test_survey_runs_fits_at_once_on_workers_that_join_after_it_started(
+    head_cluster, quickstart_on
+):
     from ray.util.state import list_placement_groups
 
-    port = _free_port()
     # Like cluster.yaml: a head that trains nothing (0 CPUs) and no workers at the start.
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 0, "include_dashboard": True, "dashboard_port": port,
-                        "object_store_memory": 80_000_000},
-    )
-    out = tmp_path / "results"
-    env = {**os.environ, "PATH": f"{SURVEY.parent}:{os.environ['PATH']}"}
-    cmd = [str(SURVEY), "run", "jobs/quickstart.yaml", "--out", str(out),
-           "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--address", cluster.address,
-           "--set", "grid.dataset=[line]", "--set", "grid.seed=[0,1,2,3,4,5]",
-           "--set", "data.n=300", "--set", "train.steps=1200", "--set", "train.log_every=100"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        # The survey has started when Tune asks for room for a trial that nothing offers.
-        deadline = time.time() + 180
-        waiting = []
-        while time.time() < deadline and not waiting and proc.poll() is None:
-            waiting = list_placement_groups(address=f"http://127.0.0.1:{port}",
-                                            filters=[("state", "=", "PENDING")],
-                                            raise_on_missing_output=False)
-            time.sleep(1)
-        assert waiting, "the survey never asked for a trial's resources"
-        # Two workers of two CPUs join: four one-CPU trials fit at once.
-        for _ in range(2):
-            cluster.add_node(num_cpus=2, object_store_memory=80_000_000)
-        output, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        cluster.shutdown()
+    proc, fits_dir = quickstart_on(
+        head_cluster, "grid.dataset=[line]", "grid.seed=[0,1,2,3,4,5]", "data.n=300",
+        "train.steps=1200", "train.log_every=100")
+    # The survey has started when Tune asks for room for a trial that nothing offers.
+    deadline = time.time() + 180
+    waiting = []
+    while time.time() < deadline and not waiting and proc.poll() is None:
+        waiting = list_placement_groups(address=head_cluster.dashboard,
+                                        filters=[("state", "=", "PENDING")],
+                                        raise_on_missing_output=False)
+        time.sleep(1)
+    assert waiting, "the survey never asked for a trial's resources"
+    # Two workers of two CPUs join: four one-CPU trials fit at once.
+    for _ in range(2):
+        head_cluster.add_node(num_cpus=2, object_store_memory=80_000_000)
+    output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output[-3000:]
-    fits = pd.read_parquet(out / "quickstart" / "fits")
+    fits = pd.read_parquet(fits_dir)
     assert len(fits) == 6 and set(fits["status"]) == {"ok"}
     assert fits["started_at"].notna().all()
     assert _most_at_once(fits) >= 3, fits[["fit_id", "started_at", "finished_at"]]
