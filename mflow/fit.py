@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mflow.checkpoint import load_checkpoint, save_checkpoint
 from mflow.config import FitSpec, TrainSpec
 from mflow.datasets import Dataset
 from mflow.local import LOCAL_RULE, LocalDimension, headline_dimension, local_dimension
@@ -468,17 +469,12 @@ class Trainer:
         self.pack.load_state_dict(state)
 
     def save(self, path) -> None:
-        """Write ``state_dict()`` to ``path`` (written to a temp name, then renamed)."""
-        from pathlib import Path
-
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
+        """Write ``state_dict()`` to ``path`` atomically (``mflow.checkpoint``)."""
+        save_checkpoint(self, path)
 
     def restore(self, path) -> None:
         """Load a checkpoint written by ``save`` (tensors and plain data only)."""
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        load_checkpoint(self, path)
 
 
 def fit(

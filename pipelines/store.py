@@ -22,7 +22,7 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from mflow.files import atomic_write
 from mflow.fit import FitResult
 from pipelines.spec import SHORT_AXES, Fit, JobError, check_name, legacy_fit_id
 
@@ -246,6 +247,7 @@ class Store:
         self.out = os.fspath(out)
         self.survey = check_name(survey, "survey name")
         self.fs, base = _filesystem(out)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
         self.root = f"{base.rstrip('/')}/{survey}"
         self.fits_dir = f"{self.root}/fits"
         self.curves_dir = f"{self.root}/curves"
@@ -271,13 +273,23 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _write(self, rows: Sequence[Mapping[str, Any]], schema: pa.Schema, path: str) -> None:
+    def _put(self, path: str, write: Callable[[Any], None]) -> None:
+        """Write the file ``path`` through ``write(binary file)`` under a temporary name in its
+        folder (``.<name>.<hex>.tmp``), then move it onto ``path``.
+
+        A local folder goes through ``mflow.files.atomic_write`` (the one local atomic writer:
+        ``os.replace``); an object store (``s3://``) has no rename, so there the temporary
+        object is moved with the filesystem's own ``move``, and deleted if the write fails.
+        """
+        if self.local:
+            atomic_write(path, write)
+            return
         folder, name = path.rsplit("/", 1)
         self.fs.create_dir(folder, recursive=True)
-        table = pa.Table.from_pylist(list(rows), schema=schema)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
         try:
-            pq.write_table(table, tmp, filesystem=self.fs)
+            with self.fs.open_output_stream(tmp) as f:
+                write(f)
             self.fs.move(tmp, path)
         except BaseException:
             try:
@@ -285,6 +297,10 @@ class Store:
             except OSError:
                 pass
             raise
+
+    def _write(self, rows: Sequence[Mapping[str, Any]], schema: pa.Schema, path: str) -> None:
+        table = pa.Table.from_pylist(list(rows), schema=schema)
+        self._put(path, lambda f: pq.write_table(table, f))
 
     def write(self, record: Mapping[str, Any], curve: Sequence[Mapping[str, Any]]) -> None:
         """Write one fit: its curve first, then its row (the row's file marks the fit done)."""
@@ -294,14 +310,9 @@ class Store:
 
     def write_artifacts(self, fit_id: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Keep a fit's arrays (model samples, latent projection) as ``artifacts/<id>.npz``."""
-        buffer = io.BytesIO()
+        buffer = io.BytesIO()  # numpy writes zip members seekably; a stream may not seek
         np.savez_compressed(buffer, **arrays)
-        path = f"{self.artifacts_dir}/{fit_id}.npz"
-        self.fs.create_dir(self.artifacts_dir, recursive=True)
-        tmp = f"{self.artifacts_dir}/.{fit_id}.npz.{uuid.uuid4().hex}.tmp"
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(buffer.getvalue())
-        self.fs.move(tmp, path)
+        self._put(f"{self.artifacts_dir}/{fit_id}.npz", lambda f: f.write(buffer.getvalue()))
 
     @staticmethod
     def split_artifacts(npz: Any) -> dict[str, dict[str, np.ndarray]]:

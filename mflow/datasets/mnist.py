@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from mflow.config import DataSpec
-from mflow.datasets._files import atomic_write
 from mflow.datasets.registry import Dataset, register
+from mflow.files import atomic_write
 
 __all__ = [
     "CHECKSUMS",

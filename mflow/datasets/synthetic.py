@@ -18,8 +18,8 @@ from torch.nn import functional as F
 
 from mflow.config import DataSpec
 from mflow.datasets import mnist as _mnist
-from mflow.datasets._files import atomic_write, exclusive_lock
 from mflow.datasets.registry import Dataset, register
+from mflow.files import atomic_write, exclusive_lock
 
 __all__ = [
     "VAE",

@@ -97,8 +97,8 @@ def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monke
     store = Store(tmp_path, "s")
     fit = fits()[0]
 
-    def broken(table, where, **kwargs):
-        Path(where).write_bytes(b"PAR1 half")
+    def broken(table, where, **kwargs):  # half a file written, then the disk is full
+        where.write(b"PAR1 half")
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", broken)

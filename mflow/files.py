@@ -1,5 +1,11 @@
-"""Atomic file writes, so concurrent or killed writers never leave a half-written file, and a
-lock under which one process builds what others then read."""
+"""Local files written atomically, and a lock under which one process builds what others read.
+
+``atomic_write`` is the project's one writer of local files that must never be seen half
+written: dataset caches (``mflow.datasets``), training checkpoints (``mflow.checkpoint``),
+``mflow.batch``'s outputs and the local branch of the survey's Parquet store
+(``pipelines.store``, which keeps its own temp-name-then-move branch for object stores, where
+no ``os.replace`` exists). Standard library only.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     The temporary file lives in the same folder, so the final ``os.replace`` is atomic: readers
     see either no file or a complete one, and two writers racing on the same path each put a
     complete file there (the last rename wins). On any error the temporary file is removed.
-    The file is readable by all (mode 0644), as caches may be shared.
+    The file is readable by all (mode 0644), as caches may be shared. The data are flushed to
+    disk (``fsync``) before the rename, so a crash cannot leave the new name on an empty file.
+    The temporary name (``.<name>.<random>.tmp``) starts with ``.``, so folder readers that skip
+    hidden files (pyarrow's dataset discovery) never see it.
 
     Example:
         >>> import tempfile, pathlib
