@@ -37,6 +37,10 @@ class DataSpec:
     dequantize: bool = False  # add U(0, 1/256) to pixel values (mnist)
     scale: bool = True  # pixel values to [0, 1] (mnist); False keeps grey levels 0..255
     vae_steps: int = 20000  # training steps of the VAE behind synthetic_mnist (cached on disk)
+    # Std of isotropic Gaussian noise added to every point after loading (and standardising),
+    # drawn from the seed: data of known dimension made full-dimensional below this scale
+    # (issue 15). None (the default) adds none and keeps the fit ids of before.
+    noise: float | None = None
 
 
 @dataclass(frozen=True)

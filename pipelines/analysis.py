@@ -28,6 +28,13 @@ each group the summary holds
   median over ok fits of the drop ``log(lambda_k + floor) - log(lambda_{k+1} + floor)`` at
   each fit's cut ``k``.
 
+- across floors (issue 15; ``pipelines.scales``): ``log_volume``, the median over ok fits of
+  ``log det(A A^T + sigma2 I)``, and ``log_volumes`` (per fit, seed order); for a group whose
+  family (its axes less ``noise_floor``) has fits at three or more floors, the scale readout
+  ``id_scale`` (``id_scale_raw``, ``id_scale_min``, ``id_scale_max`` over seeds),
+  ``noise_scale``, ``scale_low`` and ``scale_high`` (``mflow.scales``); ``--rule scale``
+  gives one row per family with ``id_scale`` as its estimate (``family_summary``).
+
 ``recompute`` reads every fit's stored final spectrum again with another rule (no refit);
 ``write_summary`` stores the summary as ``<out>/<name>/summary.parquet`` (atomically, with the
 store's writer).
@@ -52,6 +59,14 @@ import pyarrow.parquet as pq
 from mflow.config import FitSpec
 from mflow.local import headline_dimension
 from mflow.readout import RULES, estimate_dimension, log_gap_at, noise_floor_variance
+from mflow.scales import log_volume
+from pipelines.scales import (
+    SCALE_COLUMNS,
+    SCALE_RULE,
+    add_scale_columns,
+    family_summary,
+    update_scales,
+)
 from pipelines.store import Store, group_label
 
 __all__ = [
@@ -61,6 +76,7 @@ __all__ = [
     "curved_note",
     "group_id",
     "read_summary",
+    "read_table",
     "recompute",
     "recompute_curves",
     "settle_mark",
@@ -68,6 +84,7 @@ __all__ = [
     "summary_path",
     "update_summary",
     "write_summary",
+    "write_table",
 ]
 
 BAND = (0.1, 0.9)  # quantiles of the eigenvalue band (eig_q10, eig_q90)
@@ -108,6 +125,9 @@ SUMMARY_SCHEMA = pa.schema(
         ("floor", pa.float64()),  # sigma2 + noise_floor**2 (median over the group's fits)
         ("sigma2", pa.float64()),  # the prior's spread noise variance
         ("gap", pa.float64()),  # median over ok fits of the log-gap at each fit's cut
+        ("log_volume", pa.float64()),  # median over ok fits of log det(A A^T + sigma2 I)
+        ("log_volumes", _FLOATS),  # per fit, seed order; null when not ok
+        *SCALE_COLUMNS.items(),  # the scale readout of the group's family (pipelines.scales)
         ("eig_median", _FLOATS),  # per rank, over ok fits
         ("eig_q10", _FLOATS),
         ("eig_q90", _FLOATS),
@@ -198,8 +218,9 @@ def _readout(config: str, eigenvalues: Any, rule: str | None, threshold: float |
 
 
 def _check_rule(rule: str | None, threshold: float | None) -> None:
-    if rule is not None and rule not in RULES:
-        raise AnalysisError(f"--rule: unknown readout rule {rule!r}; known: {', '.join(RULES)}")
+    if rule is not None and rule not in RULES and rule != SCALE_RULE:
+        known = ", ".join([*RULES, SCALE_RULE])
+        raise AnalysisError(f"--rule: unknown readout rule {rule!r}; known: {known}")
     if threshold is not None:
         if rule != "threshold":
             raise AnalysisError("--threshold: only with --rule threshold")
@@ -231,6 +252,7 @@ def recompute(
         1
     """
     _check_rule(rule, threshold)
+    rule = None if rule == SCALE_RULE else rule  # read across floors, not fit by fit
     nulls = pd.Series([None] * len(fits), index=fits.index, dtype=object)
     ranks = fits["id_rank"] if "id_rank" in fits else nulls
     locals_ = fits["local_dim"] if "local_dim" in fits else nulls
@@ -268,7 +290,7 @@ def recompute_curves(
     """The curves with each logged step's ``estimate`` read again with ``rule`` (as
     ``recompute`` does for the final spectra); ``rule=None`` returns them unchanged."""
     _check_rule(rule, threshold)
-    if rule is None or curves.empty:
+    if rule is None or rule == SCALE_RULE or curves.empty:
         return curves
     configs = dict(zip(fits["fit_id"], fits["config"], strict=True))
     estimates = []
@@ -382,6 +404,12 @@ def _group_row(survey: str, label: str, axes: str, group: pd.DataFrame) -> dict[
     spread = _median([float(v) for v in ok["local_dim_spread"].dropna()])
     spectra = [np.asarray(e, dtype=np.float64) for e in ok["eigenvalues"]]
     bands = _spectra(spectra)
+    volumes = [
+        log_volume(e, sigma2) if s == "ok" and e is not None and not pd.isna(v)
+        and np.all(np.isfinite(e)) else None
+        for s, e, v, sigma2 in zip(group["status"], group["eigenvalues"], group["id_estimate"],
+                                   group["sigma2"], strict=True)
+    ]
     rules = group["id_rule"].dropna().unique()
     thresholds = group.loc[group["id_rule"] == "threshold", "threshold"].dropna().unique()
     return {
@@ -425,6 +453,8 @@ def _group_row(survey: str, label: str, axes: str, group: pd.DataFrame) -> dict[
         "floor": _median(group["floor"].dropna().tolist()),
         "sigma2": _median(group["sigma2"].dropna().tolist()),
         "gap": _median(ok["gap"].dropna().tolist()),
+        "log_volume": _median([v for v in volumes if v is not None]),
+        "log_volumes": volumes,
         "eig_median": bands[0] if bands else None,
         "eig_q10": bands[1] if bands else None,
         "eig_q90": bands[2] if bands else None,
@@ -446,13 +476,21 @@ def summarize(
 
     Args:
         fits: the fits table (``Store.read_fits``).
-        rule: read every spectrum again with this rule; ``None`` keeps the stored estimates.
+        rule: read every spectrum again with this rule; ``None`` keeps the stored estimates;
+            ``scale`` reads each family across its floors (``pipelines.scales``).
         threshold: the ``threshold`` rule's factor; ``None``: each fit's configured one.
         group_by: the grid axes to group by; ``None``: every axis but the seed.
         fit_ids: keep only these fits, and order the groups as they first appear here (the
             plan of a job); ``None``: every fit, groups sorted by their axis values.
     """
     _check_rule(rule, threshold)
+    if rule == SCALE_RULE:  # one row per family, read across its floors
+        per_floor = summarize(fits, group_by=group_by, fit_ids=fit_ids)
+        try:
+            return family_summary(per_floor, lambda axes: summarize(
+                fits, group_by=axes, fit_ids=fit_ids))
+        except ValueError as exc:
+            raise AnalysisError(str(exc)) from None
     table = fits
     if fit_ids is not None:
         order = {fit_id: i for i, fit_id in enumerate(fit_ids)}
@@ -475,7 +513,8 @@ def summarize(
         _group_row(survey, label, axes_json, table[table["_label"] == label])
         for label, axes_json in zip(firsts["_label"], firsts["_axes"], strict=True)
     ]
-    return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA).to_pandas()
+    frame = pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA).to_pandas()
+    return add_scale_columns(frame)
 
 
 # -- stored ----------------------------------------------------------------------------------
@@ -486,20 +525,28 @@ def summary_path(store: Store) -> str:
     return f"{store.root}/summary.parquet"
 
 
+def write_table(store: Store, path: str, frame: pd.DataFrame, schema: pa.Schema) -> str:
+    """Store ``frame`` with ``schema`` at ``path`` on ``store.fs``, atomically; returns it."""
+    rows = pa.Table.from_pandas(frame, schema=schema, preserve_index=False).to_pylist()
+    store._write(rows, schema, path)  # the store's one atomic writer
+    return path
+
+
+def read_table(store: Store, path: str, schema: pa.Schema) -> pd.DataFrame | None:
+    """The table stored at ``path`` on ``store.fs``, or ``None`` when there is none yet."""
+    if store.fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    return pq.read_table(path, filesystem=store.fs, schema=schema).to_pandas()
+
+
 def write_summary(store: Store, summary: pd.DataFrame) -> str:
     """Store ``summary`` as ``<out>/<name>/summary.parquet``, atomically; returns the path."""
-    path = summary_path(store)
-    rows = pa.Table.from_pandas(summary, schema=SUMMARY_SCHEMA, preserve_index=False).to_pylist()
-    store._write(rows, SUMMARY_SCHEMA, path)  # the store's one atomic writer
-    return path
+    return write_table(store, summary_path(store), summary, SUMMARY_SCHEMA)
 
 
 def read_summary(store: Store) -> pd.DataFrame | None:
     """The stored summary, or ``None`` when there is none yet."""
-    path = summary_path(store)
-    if store.fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return None
-    return pq.read_table(path, filesystem=store.fs, schema=SUMMARY_SCHEMA).to_pandas()
+    return read_table(store, summary_path(store), SUMMARY_SCHEMA)
 
 
 def update_summary(
@@ -508,7 +555,8 @@ def update_summary(
     warn: Callable[[str], None] | None = None,
     **options: Any,
 ) -> pd.DataFrame | None:
-    """Summarise the stored fits and write ``summary.parquet`` (``options``: see ``summarize``).
+    """Summarise the stored fits and write ``summary.parquet`` (``options``: see ``summarize``),
+    and ``scales.parquet`` when the survey has a noise-floor axis (``pipelines.scales``).
 
     Called at the end of ``survey run``; a failure here is reported through ``warn`` (when
     given) rather than raised, since the fits themselves are safely stored.
@@ -516,6 +564,8 @@ def update_summary(
     try:
         frame = summarize(store.read_fits(), fit_ids=fit_ids, **options)
         write_summary(store, frame)
+        if options.get("rule") != SCALE_RULE:
+            update_scales(store, frame)  # scales.parquet, for a survey across noise floors
         return frame
     except Exception as exc:
         if warn is None:

@@ -133,7 +133,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_analysis(p: argparse.ArgumentParser) -> None:
         p.add_argument("--rule", default=None, help="read every stored spectrum again with "
-                       "this readout rule (threshold or gap); default: each fit's own")
+                       "this readout rule (threshold or gap), or 'scale': one estimate per "
+                       "group across its noise floors; default: each fit's own")
         p.add_argument("--threshold", type=float, default=None, help="the threshold rule's "
                        "factor (default: each fit's configured one)")
         p.add_argument("--group-by", default=None, metavar="AXIS,AXIS", help="grid axes to "
@@ -462,17 +463,25 @@ def _estimates_table(title: str, summary, baselines) -> Table:
 def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
     from pipelines.analysis import AnalysisError, summarize, summary_path, write_summary
     from pipelines.baselines import read_baselines
+    from pipelines.scales import SCALE_RULE, update_scales
 
     store, fit_ids, _, defaults = _analysis_target(args)
+    options = _analysis_options(args, defaults)
+    fits = store.read_fits()
     try:
-        summary = summarize(store.read_fits(), fit_ids=fit_ids,
-                            **_analysis_options(args, defaults))
+        summary = summarize(fits, fit_ids=fit_ids, **options)
+        per_floor = summary if options["rule"] != SCALE_RULE else summarize(
+            fits, fit_ids=fit_ids, group_by=options["group_by"])
     except AnalysisError as exc:
         raise JobError(str(exc)) from None
     write_summary(store, summary)
+    scales = update_scales(store, per_floor)
     baselines = read_baselines(store, list(summary["group_id"]))
     console.print(_estimates_table(f"{store.survey}: estimated dimension", summary, baselines))
     console.print(f"summary.parquet: {summary_path(store)}", highlight=False)
+    if scales is not None:
+        console.print(f"scales.parquet (the estimate at each noise floor): {scales}",
+                      highlight=False)
     return 0
 
 
