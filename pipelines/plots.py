@@ -29,6 +29,7 @@ __all__ = [
     "image_grid_figure",
     "model_figure",
     "png",
+    "scales_figure",
     "short_labels",
     "spectrum_figure",
     "trajectory_figure",
@@ -287,6 +288,61 @@ def trajectory_figure(
         axes[2].set_ylim(known.min() - 0.5, known.max() + 0.5)
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+_MARKERS = ("x", "+", "^", "v", "s", "D")  # one per classical estimator in scales_figure
+
+
+def scales_figure(scales: pd.DataFrame, baselines: pd.DataFrame | None = None) -> Figure:
+    """Dimension against the data-noise floor, one curve per family (``pipelines.scales``):
+    the estimate at each floor (median over seeds, bars: range; a hollow marker where the
+    group has not settled), the log-volume's finite-difference reading between neighbouring
+    floors (dashed), the family's scale readout (in the legend) and each classical
+    estimator's median over the family's groups, to the right of the coarsest floor."""
+    fig = Figure(figsize=(8.5, 4.0))
+    ax = fig.add_subplot()
+    names = [] if baselines is None or baselines.empty else list(
+        dict.fromkeys(baselines["estimator"]))
+    right = float(scales["noise_floor"].max()) * 1.6
+    for i, (family, part) in enumerate(scales.groupby("family", sort=False)):
+        colour = f"C{i % 10}"
+        part = part.sort_values("noise_floor")
+        x = part["noise_floor"].to_numpy(dtype=np.float64)
+        mid = part["estimate"].to_numpy(dtype=np.float64)
+        lo = part["estimate_min"].to_numpy(dtype=np.float64)
+        hi = part["estimate_max"].to_numpy(dtype=np.float64)
+        label = family or "all"
+        readout = part["id_scale"].iloc[0]
+        if readout is not None and not pd.isna(readout):
+            label += f" (across floors: {int(readout)})"
+        ax.errorbar(x, mid, yerr=np.vstack([np.nan_to_num(mid - lo), np.nan_to_num(hi - mid)]),
+                    color=colour, marker="o", lw=1.2, capsize=2, label=label,
+                    markerfacecolor=colour)
+        unsettled = np.array([settle_mark(v) != "" for v in part["settled"]])
+        if unsettled.any():
+            ax.plot(x[unsettled], mid[unsettled], "o", color=colour, markerfacecolor="white")
+        steps = part.dropna(subset=["scale_dim"])
+        if len(steps):
+            ax.plot(steps["scale_at"], steps["scale_dim"], ls="--", lw=0.8, color=colour)
+        for j, name in enumerate(names):
+            mine = baselines[(baselines["estimator"] == name)
+                             & baselines["group_id"].isin(list(part["group_id"]))]
+            if mine["estimate"].notna().any():
+                ax.plot([right], [float(mine["estimate"].median())], _MARKERS[j % len(_MARKERS)],
+                        color=colour, ms=6)
+    for j, name in enumerate(names):
+        ax.plot([], [], _MARKERS[j % len(_MARKERS)], color="grey", label=name)
+    true = scales["true_dim"].dropna().unique()
+    if len(true) == 1:
+        ax.axhline(float(true[0]), color="black", lw=1, ls=":", label="true")
+    ax.set_xscale("log")
+    ax.set_xlabel("data-noise floor σx")
+    ax.set_ylabel("intrinsic dimension")
+    ax.set_title("dimension across scales: each floor (o, open: unsettled), log-volume "
+                 "between floors (dashed)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 

@@ -43,11 +43,21 @@ from pipelines.baselines import (
     compute_baselines,
     read_baselines,
 )
+from pipelines.scales import SCALE_RULE, scale_rows, scales_table, write_scales
 from pipelines.store import Store
 
 __all__ = ["Report", "build_report", "log_to_mlflow", "table_rows", "write_html"]
 
 REPORT_DIR = "report"
+SCALES_METHOD = (
+    "Each family (a group less its noise floor) read at each data-noise floor σx, and across "
+    "all its floors at once: the log-volume log det(A Aᵀ + σ² I) of each fit's prior grows "
+    "with log(σ² + σx²) at a rate of the number of directions the data do not use (D − d; "
+    "mflow.scales), so its slope between neighbouring floors (dashed) is a dimension at that "
+    "scale, and a fit of V = C + (D − d) log(s² + σ² + σx²) over all floors gives one "
+    "dimension ('across floors', range over seeds), the noise scale s below which the data "
+    "fill every direction, and the floors over which the slope holds it (within 1)."
+)
 _MAX_TRAJECTORY_FITS = 10  # fits drawn per trajectory figure
 
 
@@ -339,9 +349,11 @@ def write_html(
     noise: str = "none",
     warn: Callable[[str], None] = lambda message: None,
     read_artifacts: ArtifactReader = lambda fit_id: None,
+    scales: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``index.html``, its figures and tables into the local ``folder``;
-    ``read_artifacts(fit_id)`` gives a fit's kept samples and projection (or ``None``)."""
+    ``read_artifacts(fit_id)`` gives a fit's kept samples and projection (or ``None``);
+    ``scales`` (``pipelines.scales.scales_table``) adds the section across noise floors."""
     folder.mkdir(parents=True, exist_ok=True)
     headers, rows = table_rows(summary, baselines)
     summary.to_csv(folder / "summary.csv", index=False)
@@ -370,6 +382,11 @@ def write_html(
     out.append(f"<h2>Estimates</h2>\n<p>{_method(summary, fits, baselines, noise)}</p>")
     out.append(_table_html(headers, rows))
     out.append(f'<div class="figs"><img src="{overview}" alt="estimates by group"></div>')
+    if scales is not None and len(scales):
+        figure = _save(plots.scales_figure(scales, baselines), folder, "scales.png")
+        out.append("<h2>Dimension across scales</h2>\n<p>" + html.escape(SCALES_METHOD) + "</p>")
+        out.append(_table_html(*scale_rows(scales)))
+        out.append(f'<div class="figs"><img src="{figure}" alt="dimension across scales"></div>')
     out.append(
         '<p>Tables: <a href="summary.csv">summary.csv</a>'
         + (' · <a href="baselines.csv">baselines.csv</a>' if not baselines.empty else "")
@@ -556,6 +573,11 @@ def build_report(
         raise AnalysisError(f"{store.survey}: no fits stored under {store.root}")
     summary = summarize(fits, rule=rule, threshold=threshold, group_by=group_by, fit_ids=fit_ids)
     write_summary(store, summary)
+    per_floor = summary if rule != SCALE_RULE else summarize(fits, group_by=group_by,
+                                                             fit_ids=fit_ids)
+    scales = scales_table(per_floor)
+    if len(scales):
+        write_scales(store, scales)
     if baselines:
         table = compute_baselines(store, fits, summary, estimators=estimators, noise=noise,
                                   use_ray=use_ray, address=address)
@@ -567,7 +589,7 @@ def build_report(
     with tempfile.TemporaryDirectory(prefix="mflow-report-") as tmp:
         local = Path(tmp) / REPORT_DIR
         write_html(local, store.survey, summary, table, fits, curves, description=description,
-                   noise=noise, warn=note, read_artifacts=store.read_artifacts)
+                   noise=noise, warn=note, read_artifacts=store.read_artifacts, scales=scales)
         index = _upload(store, local)
         run_id = None
         if tracking_uri is not None:

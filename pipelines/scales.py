@@ -43,6 +43,7 @@ __all__ = [
     "family_summary",
     "floor_axis",
     "read_scales",
+    "scale_rows",
     "scales_path",
     "scales_table",
     "update_scales",
@@ -286,6 +287,43 @@ def family_summary(
     out["threshold"] = None
     out["noise_floor"] = None
     return out
+
+
+def _number(value: Any, digits: int = 2) -> str:
+    if not _finite(value):
+        return "–"
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:.{digits}g}"
+
+
+def scale_rows(scales: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """The scales table as text, one row per family: its estimate at each floor (median
+    [min–max] over seeds, ``(unsettled)`` where the group did not settle), the readout across
+    floors [range over seeds], the noise scale and the floors where the readout holds."""
+    floors = sorted({float(f) for f in scales["noise_floor"].dropna()})
+    headers = ["family", *(f"σx={f:g}" for f in floors), "across floors", "noise scale",
+               "holds for σx in"]
+    rows = []
+    for family, part in scales.groupby("family", sort=False):
+        at = {float(r["noise_floor"]): r for r in part.to_dict("records")}
+        cells = [family or "all"]
+        for floor in floors:
+            row = at.get(floor)
+            if row is None or not _finite(row["estimate"]):
+                cells.append("–")
+                continue
+            text = _number(row["estimate"], 3)
+            if row["estimate_min"] != row["estimate_max"]:
+                text += f" [{_number(row['estimate_min'])}–{_number(row['estimate_max'])}]"
+            cells.append(text + ("" if row["settled"] is True else " (unsettled)"))
+        first = part.iloc[0]
+        across = _number(first["id_scale"])
+        if _finite(first["id_scale_min"]) and first["id_scale_min"] != first["id_scale_max"]:
+            across += f" [{_number(first['id_scale_min'])}–{_number(first['id_scale_max'])}]"
+        span = ("–" if not _finite(first["scale_low"]) else
+                f"{_number(first['scale_low'])}–{_number(first['scale_high'])}")
+        rows.append([*cells, across, _number(first["noise_scale"]), span])
+    return headers, rows
 
 
 # -- stored ----------------------------------------------------------------------------------

@@ -115,3 +115,17 @@ def test_rule_scale_needs_a_noise_floor_axis_and_enough_floors(tmp_path: Path):
     assert summary["id_scale"].isna().all()  # two floors: too few to read across
     with pytest.raises(AnalysisError, match="only with --rule threshold"):
         summarize(table, rule="scale", threshold=5.0)
+
+
+def test_the_report_draws_one_curve_per_family_and_tabulates_the_readout(tmp_path: Path):
+    from pipelines.report import build_report
+
+    store, fits = make_store(tmp_path, "drawn")
+    report = build_report(store, fit_ids=[f.fit_id for f in fits], baselines=False,
+                          use_ray=False, rule="scale")
+    folder = Path(report.index).parent
+    page = (folder / "index.html").read_text()
+    assert "Dimension across scales" in page and "figures/scales.png" in page
+    assert (folder / "figures" / "scales.png").stat().st_size > 10_000
+    assert "dataset=sine" in page and "σx=0.001" in page
+    assert len(report.summary) == 2 and len(read_scales(store)) == 12
