@@ -86,11 +86,8 @@ def result_to_dict(result: FitResult) -> dict[str, Any]:
 
 
 def result_from_dict(d: Mapping[str, Any]) -> FitResult:
-    """Inverse of ``result_to_dict``."""
-    curve = tuple(
-        CurvePoint(**{**p, "eigenvalues": tuple(p["eigenvalues"])}) for p in d["curve"]
-    )
-    return FitResult(**{**d, "eigenvalues": tuple(d["eigenvalues"]), "curve": curve})
+    """Inverse of ``result_to_dict`` (``FitResult.from_dict``)."""
+    return FitResult.from_dict(d)
 
 
 # -- the trial (runs in a Ray worker) --------------------------------------------------------
@@ -130,23 +127,34 @@ def _report(
     """``tune.report`` ``metrics``, with a checkpoint of ``trainer`` (a ``Trainer`` or a
     ``PackTrainer``) when asked, and the fits' results and artifacts when they are final
     (with ``note``, what the driver should record beside them)."""
-    import torch
     from ray import tune
 
     if not checkpoint:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="mflow-ckpt-") as folder:
-        torch.save(trainer.state_dict(), Path(folder, STATE_FILE))
-        meta = {"fit_ids": list(fit_ids), "step": trainer.step, "final": results is not None,
-                "note": note}
-        Path(folder, META_FILE).write_text(json.dumps(meta))
-        if results is not None:
-            text = json.dumps({k: result_to_dict(r) for k, r in results.items()})
-            Path(folder, RESULT_FILE).write_text(text)
-            np.savez_compressed(Path(folder, ARTIFACTS_FILE),
-                                **_artifacts(trainer, fit_ids, results))
+        _write_checkpoint(folder, trainer, fit_ids, results, note)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _write_checkpoint(
+    folder: str, trainer, fit_ids: Sequence[str],
+    results: Mapping[str, FitResult] | None = None, note: str | None = None,
+) -> None:
+    """A checkpoint's files in ``folder``: the trainer's state and ``meta.json``, and with
+    final ``results`` the results and artifacts (shared by Tune's and Ray Train's
+    checkpoints, ``pipelines.parallel``)."""
+    import torch
+
+    torch.save(trainer.state_dict(), Path(folder, STATE_FILE))
+    meta = {"fit_ids": list(fit_ids), "step": trainer.step, "final": results is not None,
+            "note": note}
+    Path(folder, META_FILE).write_text(json.dumps(meta))
+    if results is not None:
+        text = json.dumps({k: result_to_dict(r) for k, r in results.items()})
+        Path(folder, RESULT_FILE).write_text(text)
+        np.savez_compressed(Path(folder, ARTIFACTS_FILE),
+                            **_artifacts(trainer, fit_ids, results))
 
 
 def _restore(trainer, checkpoint) -> None:
@@ -621,8 +629,16 @@ def run_trials(
             }
         )
     forward = _make_callback(events)
+    if resources.workers > 1:  # each fit data-parallel over its workers: pipelines.parallel
+        from pipelines import parallel
+
+        trainable = parallel.trainable(parallel.DataParallel(
+            resources.workers, resources.cpu, resources.gpu, resources.retries, storage,
+            experiment))
+    else:
+        trainable = tune.with_resources(_trial, {"cpu": resources.cpu, "gpu": resources.gpu})
     tuner = tune.Tuner(
-        tune.with_resources(_trial, {"cpu": resources.cpu, "gpu": resources.gpu}),
+        trainable,
         param_space={"fit": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=_concurrency(resources),

@@ -243,8 +243,11 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cpu: LaxFloat = Field(1.0, gt=0)  # CPUs per trial
-    gpu: LaxFloat = Field(0.0, ge=0)  # GPUs per trial; fractions share a GPU
+    cpu: LaxFloat = Field(1.0, gt=0)  # CPUs per trial (per worker when workers > 1)
+    gpu: LaxFloat = Field(0.0, ge=0)  # GPUs per trial; fractions share a GPU (per worker: 0 or 1)
+    # Processes per fit: > 1 trains each fit data-parallel over this many Ray Train workers,
+    # each holding cpu and gpu (pipelines.parallel); needs pack 1
+    workers: StrictInt = Field(1, ge=1)
     # Fits per trial: at most this many same-shaped fits train as one vectorised ensemble; 1
     # runs each fit alone; auto sizes packs from the model and the device (pipelines.packing).
     pack: Pack = 1
@@ -646,11 +649,7 @@ def parse_job(
     if "data.dataset" not in gridded and "dataset" not in base["data"]:
         raise JobError("data.dataset: required (or a grid axis 'dataset')")
     resources = top.resources or Resources()
-    if resources.gpu > 1:
-        raise JobError(
-            f"resources.gpu: {resources.gpu:g} asked for; data-parallel fits over several GPUs "
-            "are not supported yet, use gpu <= 1"
-        )
+    _check_workers(resources)
     analysis = top.analysis or Analysis()
     for axis in analysis.group_by or []:
         if axis not in {a.name for a in axes}:
@@ -668,6 +667,31 @@ def parse_job(
         source=source,
         analysis=analysis,
     )
+
+
+def _check_workers(resources: Resources) -> None:
+    """A trial's process uses one GPU at most; more devices per fit are ``resources.workers``
+    (data-parallel, ``pipelines.parallel``), which train one fit per trial on whole GPUs."""
+    if resources.gpu > 1:
+        raise JobError(
+            f"resources.gpu: {resources.gpu:g} asked for; a trial's process uses one GPU at "
+            "most; to train a fit on several GPUs set resources.workers (e.g. workers: "
+            f"{math.ceil(resources.gpu)} and gpu: 1, data-parallel with one GPU per worker)"
+        )
+    if resources.workers == 1:
+        return
+    if resources.pack != 1:
+        raise JobError(
+            f"resources.pack: {resources.pack!r} with resources.workers: {resources.workers}; a "
+            "data-parallel trial trains one fit over its workers, so set resources.pack: 1 (or "
+            "resources.workers: 1 to pack fits)"
+        )
+    if resources.gpu not in (0, 1):
+        raise JobError(
+            f"resources.gpu: {resources.gpu:g} with resources.workers: {resources.workers}; "
+            "each data-parallel worker holds a whole GPU (NCCL runs one process per device), "
+            "so use resources.gpu: 1 (or 0 for CPU workers)"
+        )
 
 
 def load_job(path: str | Path, overrides: Sequence[str] = ()) -> Job:
