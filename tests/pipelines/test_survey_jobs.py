@@ -19,12 +19,13 @@ EXPECTED = {
     "synthetic_mnist": 6,
     "mnist": 3,
     "mnist_digits": 30,
+    "mnist_digits_scales": 80,
     "noise_floors": 30,
     "toys_baseline": 18,
     "accuracy": 17,
     "accuracy_heldout": 13,
 }
-NEEDS_MNIST = {"mnist", "mnist_digits", "synthetic_mnist"}
+NEEDS_MNIST = {"mnist", "mnist_digits", "mnist_digits_scales", "synthetic_mnist"}
 
 
 IMAGE_JOBS = ("fading_square", "mnist", "mnist_digits", "synthetic_mnist")
