@@ -7,8 +7,13 @@ fit **settled** when, over that window,
 1. every point reads the same estimate ``k`` and was logged at the data-noise floor (an
    estimate read while ``sigma_x`` is still annealed is not final);
 2. the eigenvalues on both sides of the cut, ``lambda_k`` (the smallest one kept) and
-   ``lambda_{k+1}`` (the largest one dropped), moved by at most a factor ``settle_drift``
-   (``max / min`` over the window, for each of the two);
+   ``lambda_{k+1}`` (the largest one dropped), show no trend: for each of the two, the
+   geometric means of the window's later and earlier halves (``h = (W + 1) // 2`` points
+   each) differ by at most a factor ``settle_drift``. A steady trend by a factor ``f`` over
+   the window reads about ``f ** (h / W)`` (about ``sqrt(f)``); a wander without trend reads
+   about 1. (A dropped eigenvalue near ``sigma_x**2`` wanders by a factor 1.5-1.7 under Adam's
+   noise on fits that read the right answer; ``max / min`` over the window, used before,
+   counted that as movement.)
 3. at every point both lie at least a factor ``settle_margin`` from the cut
    ``c = threshold * floor`` (``lambda_k >= margin * c`` and ``lambda_{k+1} <= c / margin``),
    so that noise in either eigenvalue cannot flip the count;
@@ -42,7 +47,7 @@ __all__ = [
 #: Defaults of ``ReadoutSpec.settle_window`` / ``settle_drift`` / ``settle_margin`` (their
 #: ``None``), kept here so that existing fit ids, which hash the config, stay what they were.
 SETTLE_WINDOW = 5
-SETTLE_DRIFT = 1.5
+SETTLE_DRIFT = 1.25
 SETTLE_MARGIN = 2.0
 
 
@@ -52,7 +57,7 @@ class Settling:
 
     settled: bool
     stable_steps: int  # steps over which the estimate has not changed, at the noise floor
-    drift: float  # max over {lambda_k, lambda_k+1} of max/min over the window (inf: too short)
+    drift: float  # max over {lambda_k, lambda_k+1} of the halves' trend factor (inf: too short)
     margin: float  # min over the window of the distance (a factor) of both from the cut
 
 
@@ -61,7 +66,7 @@ def settle_settings(spec: FitSpec) -> tuple[int, float, float]:
 
     Example:
         >>> settle_settings(FitSpec())
-        (5, 1.5, 2.0)
+        (5, 1.25, 2.0)
         >>> settle_settings(FitSpec().replace(train={"early_stop_window": 3}))[0]
         3
     """
@@ -110,11 +115,14 @@ def settling(curve: Sequence, spec: FitSpec, cut: float) -> Settling:
         return Settling(False, stable, math.inf, 0.0)
     drift, margin = 1.0, math.inf
     dim = len(recent[-1].eigenvalues)
+    half = len(recent) // 2
     for index, above in ((k - 1, True), (k, False)):  # lambda_k and lambda_{k+1}, 0-based
         if not 0 <= index < dim:
             continue
         values = [max(p.eigenvalues[index], 1e-300) for p in recent]
-        drift = max(drift, max(values) / min(values))
+        logs = [math.log(v) for v in values]
+        trend = abs(sum(logs[-half:]) - sum(logs[:half])) / half
+        drift = max(drift, math.exp(trend))
         margin = min(margin, min(values) / cut if above else cut / max(values))
     same = all(p.estimate == k and p.noise_std <= floor for p in recent)
     losses = [p.loss for p in recent]
