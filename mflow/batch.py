@@ -1,34 +1,8 @@
-"""Run a plan of fits in one process, packed, without Ray: for a lone GPU machine.
-
-``survey export JOB -o plan.json`` writes a plan: the survey's name and, per fit, its id and
-its ``FitSpec``. ``python -m mflow.batch plan.json [more.json ...] -o OUT`` trains the fits of
-one or more plans here, in packs of same-shaped fits (``mflow.pack``), in plan order, and
-writes:
-
-- ``OUT/results.jsonl.gz``: one JSON line per ended fit, ``{"survey", "fit_id", "spec",
-  "result"}`` (numbers to 7 significant digits);
-  each pack is appended as its own gzip member once it ends, so a killed run keeps every pack
-  that ended before it;
-- ``OUT/artifacts.npz``: per fit, ``<fit_id>/samples``, ``<fit_id>/projection`` and
-  ``<fit_id>/index`` (``mflow.fit.fit_artifacts``), rewritten after each pack;
-- ``OUT/log.txt``: progress and the measured fit-steps per second.
-
-With ``--checkpoints DIR`` each pack's training state (``PackTrainer.state_dict``) is saved in
-``DIR`` when it ends, and a pack whose state is there continues from it: a finished pack is not
-trained again, its results are only read anew from the weights it stopped with (for a result
-field added since it trained).
-
-``survey import JOB OUT`` records a survey's results in its Parquet store and MLflow, as if
-``survey run`` had trained them. ``--deadline-s`` skips the packs that would start after it, so
-a run with a hard time limit ends with whole packs only.
-"""
-
 from __future__ import annotations
 
 import argparse
 import gzip
 import json
-import math
 import os
 import time
 import zlib
@@ -37,13 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from mflow.checkpoint import load_checkpoint, save_checkpoint
 from mflow.config import FitSpec
+from mflow.files import atomic_write
 from mflow.fit import FitResult
 from mflow.pack import PackTrainer, pack_key
 
-__all__ = ["chunks", "main", "merge_plans", "read_results", "run_plan"]
+__all__ = ["CHECKPOINT_EVERY_S", "chunks", "main", "merge_plans", "read_results", "run_plan"]
+
+RESULTS_FILE = "results.jsonl.gz"
+ARTIFACTS_FILE = "artifacts.npz"
+CHECKPOINTS_DIR = "checkpoints"  # under OUT, unless --checkpoints names a folder
+CHECKPOINT_EVERY_S = 30.0  # as resources.checkpoint_every_s of a survey run
 
 
 def chunks(specs: Sequence[FitSpec], size: int) -> list[list[int]]:
@@ -69,29 +49,97 @@ def _append(path: Path, lines: Sequence[str]) -> None:
 
 
 def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays an earlier run kept (so rewriting the file keeps its packs' arrays)."""
+    if not path.exists():
+        return {}
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def _members(raw: bytes) -> tuple[bytes, int]:
+    """The text of the whole gzip members at the start of ``raw``, and their length in bytes:
+    a member cut off mid-write (or corrupt) ends the readable part."""
+    text, used = b"", 0
+    while used < len(raw):
+        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member
+        try:
+            member = decomp.decompress(raw[used:])
+        except zlib.error:
+            break
+        if not decomp.eof:
+            break
+        text += member
+        used = len(raw) - len(decomp.unused_data)
+    return text, used
 
 
 def read_results(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """The lines of a ``results.jsonl.gz``; a pack cut off mid-write is dropped, not half read."""
     with open(path, "rb") as f:
-        raw = f.read()
-    text = b""
-    while raw:
-        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member
-        try:
-            member = decomp.decompress(raw)
-        except zlib.error:  # a corrupt member ends the readable part
-            break
-        if not decomp.eof:
-            break
-        text += member
-        raw = decomp.unused_data
+        text, _ = _members(f.read())
     for line in text.decode("utf-8").splitlines():
         if line.strip():
             yield json.loads(line)
+
+
+def _drop_cut_off(path: Path) -> int:
+    """Cut a pack that a killed run left half-appended off the end of ``path``, so packs
+    appended after it are read; returns the bytes dropped."""
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as f:
+        raw = f.read()
+        _, used = _members(raw)
+        f.truncate(used)
+    return len(raw) - used
+
+
+def _ended(path: Path) -> set[tuple[str | None, str]]:
+    """``(survey, fit_id)`` of every fit whose result an earlier run appended to ``path``."""
+    if not path.exists():
+        return set()
+    return {(line.get("survey"), line["fit_id"]) for line in read_results(path)}
+
+
+def _line(survey: str | None, fit_id: str, spec: FitSpec, result: FitResult) -> str:
+    """One results line; ``json`` writes each float by its shortest repr, which reads back
+    as the same float, and non-finite ones as ``NaN``/``Infinity``, which ``json`` reads."""
+    return json.dumps({"survey": survey, "fit_id": fit_id, "spec": spec.to_dict(),
+                       "result": result.to_dict()})
+
+
+def _saver(path: Path, every_s: float) -> Callable[[PackTrainer], None]:
+    """``after_log`` for ``PackTrainer.run``: save the pack's state to ``path`` at a logged
+    step once ``every_s`` seconds have passed since the last save (0: at every logged step)."""
+    last = time.monotonic()
+
+    def save(trainer: PackTrainer) -> None:
+        nonlocal last
+        if time.monotonic() - last >= every_s:
+            save_checkpoint(trainer, path)
+            last = time.monotonic()
+
+    return save
+
+
+def _resume(trainer: PackTrainer, path: Path, log: Callable[[str], Any],
+            where: str) -> PackTrainer:
+    """``trainer`` continued from the checkpoint at ``path`` when there is one; a fresh one
+    (and a logged reason) when it does not load."""
+    if not path.exists():
+        return trainer
+    try:
+        load_checkpoint(trainer, path)
+    except Exception as exc:  # noqa: BLE001 - any unusable checkpoint means: start afresh
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        log(f"{where}: could not continue from {path} ({why}); trains from step 0")
+        return PackTrainer(trainer.specs, trainer.datas)
+    log(f"{where}: continues from {path} (step {trainer.step})")
+    return trainer
 
 
 def run_plan(
@@ -101,53 +149,60 @@ def run_plan(
     deadline_s: float | None = None,
     log: Callable[[str], Any] = print,
     checkpoints: str | os.PathLike | None = None,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
 ) -> int:
-    """Train the plan's fits in packs of at most ``pack``; returns how many fits ended.
+    """Train the plan's fits that have no result in ``out`` yet, in packs of at most ``pack``;
+    returns how many of the plan's fits have a result there now.
 
     Packs that would start after ``deadline_s`` seconds are skipped (and logged); each pack
-    that ends is appended to ``out/results.jsonl.gz`` at once. With ``checkpoints``, each
-    pack continues from its state saved there (if any) and saves its state there when it ends.
+    that ends is appended to ``out/results.jsonl.gz`` at once. Each pack continues from its
+    state in ``checkpoints`` (default ``out/checkpoints``, see the module's docstring) and
+    saves its state there every ``checkpoint_every_s`` seconds and when it ends.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    results_path = out / RESULTS_FILE
     fits = list(plan["fits"])
+    surveys = [fit.get("survey", plan.get("survey")) for fit in fits]
     specs = [FitSpec.from_dict(f["spec"]) for f in fits]
+    if dropped := _drop_cut_off(results_path):
+        log(f"{results_path}: dropped {dropped} bytes of a pack cut off mid-write")
+    ended = _ended(results_path)
+    todo = [i for i, f in enumerate(fits) if (surveys[i], f["fit_id"]) not in ended]
+    done = len(fits) - len(todo)
+    if done:
+        log(f"{done} of {len(fits)} fits already have results in {results_path}: skipped")
+    folder = Path(checkpoints) if checkpoints is not None else out / CHECKPOINTS_DIR
+    kept = _load_npz(out / ARTIFACTS_FILE)
     started = time.perf_counter()
-    kept: dict[str, np.ndarray] = {}
-    done = 0
-    for number, members in enumerate(chunks(specs, pack)):
+    for number, positions in enumerate(chunks([specs[i] for i in todo], pack)):
+        members = [todo[j] for j in positions]
         elapsed = time.perf_counter() - started
         ids = [fits[i]["fit_id"] for i in members]
         if deadline_s is not None and elapsed > deadline_s:
             log(f"[{elapsed:7.1f}s] deadline passed: skipped pack {number} ({len(ids)} fits)")
             continue
-        trainer = PackTrainer([specs[i] for i in members])
-        saved = None if checkpoints is None else _checkpoint(checkpoints, ids)
-        if saved is not None and saved.exists():
-            trainer.load_state_dict(torch.load(saved, map_location=trainer.device,
-                                               weights_only=True))
-            log(f"[{elapsed:7.1f}s] pack {number}: continues from {saved} (step {trainer.step})")
+        saved = _checkpoint(folder, ids)
+        trainer = _resume(PackTrainer([specs[i] for i in members]), saved, log,
+                          f"[{elapsed:7.1f}s] pack {number}")
+        first_step = trainer.step
         steps = trainer.specs[0].train.steps
         log(f"[{elapsed:7.1f}s] pack {number}: {len(ids)} fits x {steps} steps on "
             f"{trainer.device} ({ids[0]} ...)")
-        results: list[FitResult] = trainer.run()
-        if saved is not None:
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(trainer.state_dict(), saved.with_name(saved.name + ".tmp"))
-            os.replace(saved.with_name(saved.name + ".tmp"), saved)
+        results: list[FitResult] = trainer.run(after_log=_saver(saved, checkpoint_every_s))
+        if trainer.step > first_step:  # the final state, in case the run dies before appending
+            save_checkpoint(trainer, saved)
         rate = len(ids) * trainer.step / max(trainer.wall_s, 1e-9)
         lines = []
         for k, (i, result) in enumerate(zip(members, results, strict=True)):
-            lines.append(json.dumps({
-                "survey": fits[i].get("survey", plan.get("survey")),
-                "fit_id": fits[i]["fit_id"], "spec": specs[i].to_dict(),
-                "result": _plain(result.to_dict()),
-            }))
+            lines.append(_line(surveys[i], fits[i]["fit_id"], specs[i], result))
             if result.status == "ok":
                 for name, array in trainer.artifacts(k).items():
                     kept[f"{fits[i]['fit_id']}/{name}"] = array
-        _append(out / "results.jsonl.gz", lines)
-        _save_npz(out / "artifacts.npz", kept)
+        _save_npz(out / ARTIFACTS_FILE, kept)  # the arrays first: a result line marks it done
+        _append(results_path, lines)
+        if checkpoints is None:
+            saved.unlink(missing_ok=True)  # its results are in: nothing left to continue
         done += len(ids)
         estimates = [r.id_estimate for r in results]
         log(f"[{time.perf_counter() - started:7.1f}s] pack {number} ended in "
@@ -159,18 +214,6 @@ def _checkpoint(folder: str | os.PathLike, ids: Sequence[str]) -> Path:
     """Where the state of the pack of fits ``ids`` is kept: named by a hash of the ids."""
     digest = zlib.crc32("\n".join(ids).encode()) & 0xFFFFFFFF
     return Path(folder) / f"{ids[0]}-{len(ids)}-{digest:08x}.pt"
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready numbers: 7 significant digits (a 784-D fit's curve holds 784 eigenvalues per
-    point), and ``None`` for a diverged fit's NaN or infinity, which JSON cannot hold."""
-    if isinstance(value, float):
-        return float(f"{value:.7g}") if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def merge_plans(plans: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -185,19 +228,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("plans", nargs="+", metavar="PLAN.json", help="from `survey export`")
     parser.add_argument("-o", "--out", required=True, help="folder for results.jsonl.gz, "
-                        "artifacts.npz and log.txt")
+                        "artifacts.npz and log.txt; a rerun skips the fits with results there")
     parser.add_argument("--pack", type=int, default=32, help="most fits per pack (default 32)")
     parser.add_argument("--deadline-s", type=float, default=None,
                         help="start no pack after this many seconds")
     parser.add_argument("--checkpoints", default=None, metavar="DIR",
-                        help="save each pack's state here when it ends; continue from it")
+                        help="keep each pack's state here, also after it ends (default: "
+                        "OUT/checkpoints, deleted once the pack's results are in)")
+    parser.add_argument("--checkpoint-every-s", type=float, default=CHECKPOINT_EVERY_S,
+                        metavar="S", help="save a pack's state at a logged step once S "
+                        f"seconds have passed since the last save (default {CHECKPOINT_EVERY_S:g}"
+                        "; 0: at every logged step)")
     args = parser.parse_args(argv)
+    if not args.checkpoint_every_s >= 0:
+        parser.error(f"--checkpoint-every-s: must be >= 0, got {args.checkpoint_every_s:g}")
+    if args.pack < 1:
+        parser.error(f"--pack: must be >= 1, got {args.pack}")
     plans = []
     for path in args.plans:
         try:
             plans.append(json.loads(Path(path).read_text()))
         except (OSError, ValueError) as exc:
             parser.exit(2, f"{path}: cannot read the plan ({exc})\n")
+        if not isinstance(plans[-1], dict) or not isinstance(plans[-1].get("fits"), list):
+            parser.exit(2, f"{path}: not a plan (no list of 'fits'; write one with "
+                        "`survey export`)\n")
     plan = merge_plans(plans)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,9 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             logfile.write(line + "\n")
             logfile.flush()
 
-        done = run_plan(plan, out, args.pack, args.deadline_s, log, args.checkpoints)
+        done = run_plan(plan, out, args.pack, args.deadline_s, log, args.checkpoints,
+                        args.checkpoint_every_s)
     total = len(plan["fits"])
-    print(f"{done} of {total} fits ended; results in {out / 'results.jsonl.gz'}")
+    print(f"{done} of {total} fits have results in {out / RESULTS_FILE}")
     return 0 if done == total else 1
 
 

@@ -9,8 +9,8 @@ continues exactly as an uninterrupted one would on the same device.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,27 @@ class CurvePoint:
     estimate: int  # dimension read from the spectrum at this step
     eigenvalues: tuple[float, ...]  # spectrum of A A^T, descending
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CurvePoint:
+        """The point that ``dataclasses.asdict`` (a checkpoint, a result file) or a curves-table
+        row made into ``d`` (keys of other columns are ignored). A ``None`` number (how older
+        ``mflow.batch`` files wrote NaN) reads as NaN.
+
+        Example:
+            >>> p = CurvePoint.from_dict({"step": 10, "loss": None, "noise_std": 0.01,
+            ...     "lr": 1e-3, "estimate": 1, "eigenvalues": [1.0, 1e-4], "fit_id": "x"})
+            >>> p.loss, p.eigenvalues
+            (nan, (1.0, 0.0001))
+        """
+        return cls(step=int(d["step"]), loss=_number(d["loss"]),
+                   noise_std=_number(d["noise_std"]), lr=_number(d["lr"]),
+                   estimate=int(d["estimate"]),
+                   eigenvalues=tuple(_number(v) for v in d["eigenvalues"]))
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
 
 @dataclass(frozen=True)
 class FitResult:
@@ -102,6 +123,18 @@ class FitResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any],
+                  curve: Sequence[Mapping[str, Any]] | None = None) -> FitResult:
+        """The inverse of ``to_dict``, also from a fits-table row (keys of other columns are
+        ignored; fields added since ``d`` was written take their defaults). ``curve``: the
+        points, when they are not in ``d["curve"]`` (curves-table rows, any order)."""
+        points = d["curve"] if curve is None else sorted(curve, key=lambda p: p["step"])
+        names = {f.name for f in fields(cls)} - {"eigenvalues", "curve"}
+        return cls(**{k: v for k, v in d.items() if k in names},
+                   eigenvalues=tuple(_number(v) for v in d["eigenvalues"]),
+                   curve=tuple(CurvePoint.from_dict(p) for p in points))
 
 
 def resolve_device(name: str) -> torch.device:

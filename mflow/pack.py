@@ -317,10 +317,14 @@ class PackTrainer:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(
-        self, callback: Callable[[int, CurvePoint, PackTrainer], Any] | None = None
+        self,
+        callback: Callable[[int, CurvePoint, PackTrainer], Any] | None = None,
+        after_log: Callable[[PackTrainer], Any] | None = None,
     ) -> list[FitResult]:
         """Train every fit to ``train.steps``; ``callback(k, point, trainer)`` at each log of
-        a fit that is still training (not on the point where its loss was found non-finite).
+        a fit that is still training (not on the point where its loss was found non-finite),
+        and ``after_log(trainer)`` once per logged step, after every fit's stop at that step
+        is decided: the pack's state is whole there, so that is where to checkpoint it.
 
         A callback returning ``True`` stops fit ``k`` there for this run, as if it were killed
         (a later ``run`` continues it); a fit that settled (``early_stop_window > 0``, see
@@ -356,6 +360,8 @@ class PackTrainer:
                     changed = True
                 if changed:
                     self._refresh_live()
+                if after_log is not None:
+                    after_log(self)
         finally:
             if self.step > first_step:  # a run with nothing left to train costs no time
                 self.wall_s += time.perf_counter() - started
@@ -400,7 +406,7 @@ class PackTrainer:
             gen.set_state(gen_state)
         self.step = int(state["step"])
         self.curves = [
-            [CurvePoint(**{**p, "eigenvalues": tuple(p["eigenvalues"])}) for p in curve]
+            [CurvePoint.from_dict(p) for p in curve]
             for curve in state["curves"]
         ]
         self.wall_s = float(state["wall_s"])

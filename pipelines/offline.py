@@ -23,9 +23,9 @@ import numpy as np
 
 from mflow.batch import read_results
 from mflow.config import FitSpec
+from mflow.fit import FitResult
 from pipelines.analysis import update_summary
 from pipelines.background import Background
-from pipelines.runner import result_from_dict
 from pipelines.spec import Fit, Job, JobError, fit_id, legacy_fit_id, plan
 from pipelines.store import Store
 from pipelines.survey import (
@@ -76,7 +76,7 @@ def _read(folder: Path, name: str, fits: Mapping[str, Fit]) -> list[tuple[Fit, A
         where = f"{path} line {number}"
         try:
             spec = FitSpec.from_dict(line["spec"])
-            result = result_from_dict(line["result"])
+            result = FitResult.from_dict(line["result"])
         except (KeyError, TypeError, ValueError) as exc:
             raise JobError(f"{where}: not a fit result ({exc})") from None
         fid = fit_id(spec)  # a plan exported before ids changed names the fit by its old id

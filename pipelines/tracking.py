@@ -27,7 +27,6 @@ survey run left ``RUNNING`` by a killed driver is marked ``KILLED`` by the next 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
@@ -45,7 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mflow.config import FitSpec
-from mflow.fit import CurvePoint, FitResult
+from mflow.fit import FitResult
 from pipelines.spec import Fit, Job
 from pipelines.store import Store, group_label
 
@@ -404,16 +403,7 @@ def result_from_row(row: Mapping[str, Any], curve: Sequence[Mapping[str, Any]]) 
     fit that failed without a result."""
     if row["eigenvalues"] is None:
         return None
-    points = tuple(
-        CurvePoint(
-            step=int(p["step"]), loss=float(p["loss"]), noise_std=float(p["noise_std"]),
-            lr=float(p["lr"]), estimate=int(p["estimate"]),
-            eigenvalues=tuple(float(v) for v in p["eigenvalues"]),
-        )
-        for p in sorted(curve, key=lambda p: p["step"])
-    )
-    values = {f.name: row[f.name] for f in dataclasses.fields(FitResult) if f.name in row}
-    return FitResult(**{**values, "eigenvalues": tuple(row["eigenvalues"]), "curve": points})
+    return FitResult.from_dict(row, curve)
 
 
 @dataclass

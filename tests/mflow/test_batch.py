@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import _thread
 import gzip
 import json
+import math
+import threading
 
 import numpy as np
+import pytest
 
 from mflow.batch import chunks, main, merge_plans, read_results
 from mflow.config import DataSpec, FitSpec
+from mflow.fit import FitResult
+from mflow.pack import PackTrainer
 
 BASE = FitSpec(data=DataSpec("sine", n=300)).replace(train={"steps": 30, "log_every": 10})
 
@@ -76,3 +82,98 @@ def test_checkpoints_let_a_finished_pack_be_read_again_without_training(tmp_path
     assert again["eigenvalues"] == first["eigenvalues"] and again["steps"] == first["steps"]
     assert again["wall_s"] == first["wall_s"]  # not trained again: no time added
     assert "continues from" in (tmp_path / "two" / "log.txt").read_text()
+
+
+def _results(out) -> list[dict]:
+    return list(read_results(out / "results.jsonl.gz"))
+
+
+def test_a_rerun_skips_the_fits_that_have_results(tmp_path):
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(_plan("a", [BASE, BASE.replace(data={"dataset": "line"})])))
+    out = tmp_path / "out"
+    assert main([str(plan), "-o", str(out)]) == 0
+    first = _results(out)
+    assert not list((out / "checkpoints").glob("*"))  # results in: the states are deleted
+    log_before = (out / "log.txt").read_text()
+    assert main([str(plan), "-o", str(out)]) == 0
+    rerun = (out / "log.txt").read_text()[len(log_before):]
+    assert "2 of 2 fits already have results" in rerun and "pack 0:" not in rerun
+    assert _results(out) == first  # nothing trained or appended again
+    with np.load(out / "artifacts.npz") as kept:  # the earlier packs' arrays are kept
+        assert {"a-0/samples", "a-1/samples"} <= set(kept.files)
+
+
+def test_a_pack_cut_off_mid_write_is_trained_again_and_read_after_it(tmp_path):
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(_plan("a", [BASE, BASE.replace(data={"dataset": "line"})])))
+    out = tmp_path / "out"
+    assert main([str(plan), "-o", str(out), "--pack", "1"]) == 0
+    path = out / "results.jsonl.gz"
+    # the second pack's gzip member loses its end: as a run killed while appending leaves it
+    path.write_bytes(path.read_bytes()[:-10])
+    assert [line["fit_id"] for line in read_results(path)] == ["a-0"]
+    assert main([str(plan), "-o", str(out), "--pack", "1"]) == 0
+    assert [line["fit_id"] for line in read_results(path)] == ["a-0", "a-1"]
+
+
+def test_results_hold_the_numbers_the_fits_ended_with_exactly(tmp_path):
+    specs = [BASE.replace(train={"seed": s}, data={"seed": s}) for s in range(2)]
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(_plan("a", specs)))
+    assert main([str(plan), "-o", str(tmp_path / "out")]) == 0
+    expected = PackTrainer(specs).run()  # the same pack, trained here: the same numbers
+    for line, want in zip(_results(tmp_path / "out"), expected, strict=True):
+        got = FitResult.from_dict(line["result"])
+        assert got.eigenvalues == want.eigenvalues
+        assert any(float(f"{v:.7g}") != v for v in want.eigenvalues)  # 7 digits would differ
+        assert got.curve == want.curve and got.local_dim == want.local_dim
+        assert got.settle_margin == want.settle_margin
+        assert got.settle_drift == want.settle_drift or (
+            math.isinf(want.settle_drift) and math.isinf(got.settle_drift))
+
+
+def test_an_interrupted_pack_continues_from_its_checkpoint(tmp_path):
+    spec = BASE.replace(train={"steps": 300, "log_every": 10})
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(_plan("a", [spec])))
+    out = tmp_path / "out"
+    args = [str(plan), "-o", str(out), "--checkpoint-every-s", "0"]
+    ended = threading.Event()
+
+    def interrupt_after_a_checkpoint() -> None:  # as Ctrl-C would, mid-training
+        while not ended.is_set():
+            if list((out / "checkpoints").glob("*.pt")):
+                _thread.interrupt_main()
+                return
+            ended.wait(0.005)
+
+    watcher = threading.Thread(target=interrupt_after_a_checkpoint)
+    watcher.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            main(args)
+    finally:
+        ended.set()
+        watcher.join()
+    assert not (out / "results.jsonl.gz").exists()
+    assert [p.name for p in (out / "checkpoints").iterdir() if p.suffix != ".pt"] == []
+    assert main(args) == 0
+    log = (out / "log.txt").read_text()
+    step = int(log.split("continues from ")[1].split("(step ")[1].split(")")[0])
+    assert 0 < step < 300
+    (line,) = _results(out)
+    got, want = FitResult.from_dict(line["result"]), PackTrainer([spec]).run()[0]
+    assert got.steps == 300 and got.eigenvalues == want.eigenvalues
+    assert got.curve == want.curve  # as if it had never stopped
+
+
+def test_bad_arguments_are_named_without_a_traceback(tmp_path, capsys):
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps({"survey": "a"}))
+    with pytest.raises(SystemExit) as exit_:
+        main([str(plan), "-o", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and "not a plan" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(plan), "-o", str(tmp_path / "out"), "--pack", "0"])
+    assert "--pack: must be >= 1" in capsys.readouterr().err

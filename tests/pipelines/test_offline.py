@@ -9,6 +9,7 @@ import yaml
 from mlflow import MlflowClient
 
 from mflow.batch import main as batch
+from mflow.batch import read_results
 from pipelines.cli import main
 from pipelines.store import Store
 from tests.pipelines.conftest import tiny_raw
@@ -37,6 +38,16 @@ def test_exported_fits_trained_by_batch_are_stored_like_survey_run(tmp_path, cap
     assert set(table["status"]) == {"ok"} and set(table["steps"]) == {40}
     client = MlflowClient(uri)
     assert all(client.get_run(r).info.status == "FINISHED" for r in table["mlflow_run_id"])
+    # every number exactly as the fits ended with it (mflow.batch no longer rounds)
+    lines = {line["fit_id"]: line["result"] for line in read_results(tmp_path / "batch" /
+                                                                       "results.jsonl.gz")}
+    for row in table.itertuples():
+        assert list(row.eigenvalues) == lines[row.fit_id]["eigenvalues"]
+        assert row.local_dim == lines[row.fit_id]["local_dim"]
+    curves = store.read_curves().sort_values(["fit_id", "step"])
+    assert [list(e) for e in curves["eigenvalues"]] == [
+        p["eigenvalues"] for fid in sorted(lines) for p in lines[fid]["curve"]]
+    assert list(curves["loss"]) == [p["loss"] for fid in sorted(lines) for p in lines[fid]["curve"]]
     kept = store.read_artifacts(fits[0]["fit_id"])
     assert kept is not None and kept["samples"].shape == (1000, 2)
     assert Path(store.root, "summary.parquet").is_file()
