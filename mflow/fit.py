@@ -22,7 +22,7 @@ from mflow.config import FitSpec, TrainSpec
 from mflow.datasets import Dataset
 from mflow.local import LOCAL_RULE, LocalDimension, headline_dimension, local_dimension
 from mflow.model import ManifoldFlow
-from mflow.readout import estimate_dimension, noise_floor_variance
+from mflow.readout import estimate_dimension, readout_cut, readout_floor
 from mflow.settle import Settling, settling
 
 __all__ = [
@@ -188,17 +188,6 @@ def check_train(train: TrainSpec) -> None:
         )
 
 
-def readout_cut(spec: FitSpec) -> float:
-    """The readout's cut ``threshold * floor``: eigenvalues above it count as used.
-
-    Example:
-        >>> round(readout_cut(FitSpec()), 6)
-        0.00202
-    """
-    floor = noise_floor_variance(spec.prior.sigma2, spec.train.noise_floor)
-    return spec.readout.threshold * floor
-
-
 def fit_settling(spec: FitSpec, curve: Sequence[CurvePoint]) -> Settling:
     """Whether the fit of ``spec`` with this curve has settled (``mflow.settle``)."""
     return settling(curve, spec, readout_cut(spec))
@@ -296,8 +285,7 @@ def read_dimension(spec: FitSpec, eigenvalues: tuple[float, ...]) -> int:
         return -1
     readout = spec.readout
     params = {"threshold": readout.threshold} if readout.rule == "threshold" else {}
-    floor = noise_floor_variance(spec.prior.sigma2, spec.train.noise_floor)
-    return estimate_dimension(eigenvalues, floor, readout.rule, **params)
+    return estimate_dimension(eigenvalues, readout_floor(spec), readout.rule, **params)
 
 
 def make_result(

@@ -4,6 +4,9 @@ Each rule is a small pure function ``rule(eigenvalues, floor, **params) -> int``
 descending spectrum, where ``floor`` is the noise variance the fit ends at: the spread noise
 ``sigma2`` plus the square of the data-noise floor ``sigma_x`` (``noise_floor_variance``).
 ``RULES`` names the rules; ``estimate_dimension`` dispatches by name and raises on an unknown one.
+``readout_floor(spec)`` and ``readout_cut(spec)`` are a fit's floor and threshold cut (the one
+place they are computed, for training, settling and analysis alike); ``SpectrumReadout`` holds
+a rule with its floor and parameters and reads spectra with it.
 
 Default: ``threshold`` with factor 20, i.e. count the eigenvalues above ``20 * floor``.
 Why: along a direction the data do not use, the latents ``g(x)`` of a volume-preserving flow
@@ -20,17 +23,27 @@ used eigenvalues themselves sit near the floor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mflow.config import FitSpec
 
 __all__ = [
     "RULES",
     "DimensionReadout",
+    "SpectrumReading",
+    "SpectrumReadout",
     "estimate_dimension",
     "gap_rule",
     "log_gap_at",
     "noise_floor_variance",
+    "readout_cut",
+    "readout_floor",
     "threshold_rule",
 ]
 
@@ -43,6 +56,30 @@ def noise_floor_variance(sigma2: float, noise_floor: float) -> float:
         0.0002
     """
     return sigma2 + noise_floor**2
+
+
+def readout_floor(spec: FitSpec) -> float:
+    """The floor the readout of the fit of ``spec`` reads against: ``noise_floor_variance``
+    of its spread noise ``prior.sigma2`` and its data-noise floor ``train.noise_floor``.
+
+    Example:
+        >>> from mflow.config import FitSpec
+        >>> readout_floor(FitSpec().replace(prior={"sigma2": 1e-4}, train={"noise_floor": 0.01}))
+        0.0002
+    """
+    return noise_floor_variance(spec.prior.sigma2, spec.train.noise_floor)
+
+
+def readout_cut(spec: FitSpec) -> float:
+    """The threshold readout's cut ``readout.threshold * readout_floor(spec)``: eigenvalues
+    above it count as used (``mflow.settle`` judges a fit against it, whatever its rule).
+
+    Example:
+        >>> from mflow.config import FitSpec
+        >>> round(readout_cut(FitSpec()), 6)
+        0.00202
+    """
+    return spec.readout.threshold * readout_floor(spec)
 
 
 def _check(eigenvalues: Sequence[float], floor: float) -> np.ndarray:
@@ -124,23 +161,56 @@ def estimate_dimension(
     return fn(eigenvalues, floor, **params)
 
 
-class DimensionReadout:
-    """sklearn-shaped wrapper: ``DimensionReadout(rule).fit(spectrum).dimension_``.
+@dataclass(frozen=True)
+class SpectrumReading:
+    """What ``SpectrumReadout.read`` reads from one spectrum."""
+
+    dimension: int  # the rule's dimension
+    gap: float  # log_gap_at the cut after it: how clearly the spectrum drops there
+
+
+@dataclass(frozen=True)
+class SpectrumReadout:
+    """A readout rule with its floor and parameters, applied to spectra: it fits nothing (the
+    flow is fitted by ``mflow.fit``), it reads the spectrum of ``A A^T`` a fit ended with.
+
+    Args:
+        rule: a name in ``RULES``; an unknown name raises ``ValueError``.
+        floor: the noise variance unused directions settle at (``noise_floor_variance``).
+        params: the rule's parameters (``threshold`` for the threshold rule).
 
     Example:
-        >>> DimensionReadout("threshold", floor=1e-4).fit([1.0, 0.1, 1e-9]).dimension_
+        >>> SpectrumReadout("threshold", floor=1e-4).read([1.0, 0.1, 1e-9]).dimension
         2
     """
 
+    rule: str = "threshold"
+    floor: float = 1e-4
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"unknown readout rule {self.rule!r}; known: {sorted(RULES)}")
+
+    def read(self, eigenvalues: Sequence[float]) -> SpectrumReading:
+        """The dimension of a descending spectrum and the log-gap at the cut after it."""
+        dimension = estimate_dimension(eigenvalues, self.floor, self.rule, **self.params)
+        return SpectrumReading(dimension, log_gap_at(eigenvalues, self.floor, dimension))
+
+
+class DimensionReadout:
+    """Deprecated: use ``SpectrumReadout(rule, floor, params).read(spectrum)``. Kept for code
+    written against its sklearn-shaped name: ``fit`` takes a spectrum, not data, and sets
+    ``dimension_`` and ``gap_``."""
+
     def __init__(self, rule: str = "threshold", floor: float = 1e-4, **params: float) -> None:
-        if rule not in RULES:
-            raise ValueError(f"unknown readout rule {rule!r}; known: {sorted(RULES)}")
-        self.rule = rule
-        self.floor = floor
-        self.params = params
+        warnings.warn("DimensionReadout is deprecated: use SpectrumReadout(rule, floor, "
+                      "params).read(spectrum)", DeprecationWarning, stacklevel=2)
+        self._readout = SpectrumReadout(rule, floor, params)
+        self.rule, self.floor, self.params = rule, floor, params
 
     def fit(self, eigenvalues: Sequence[float]) -> DimensionReadout:
         """Read the dimension of a descending spectrum; sets ``dimension_`` and ``gap_``."""
-        self.dimension_ = estimate_dimension(eigenvalues, self.floor, self.rule, **self.params)
-        self.gap_ = log_gap_at(eigenvalues, self.floor, self.dimension_)
+        reading = self._readout.read(eigenvalues)
+        self.dimension_, self.gap_ = reading.dimension, reading.gap
         return self

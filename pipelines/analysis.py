@@ -58,7 +58,7 @@ import pyarrow.parquet as pq
 
 from mflow.config import FitSpec
 from mflow.local import headline_dimension
-from mflow.readout import RULES, estimate_dimension, log_gap_at, noise_floor_variance
+from mflow.readout import RULES, estimate_dimension, log_gap_at, readout_floor
 from mflow.scales import log_volume
 from pipelines.scales import (
     SCALE_COLUMNS,
@@ -195,7 +195,7 @@ def _readout(config: str, eigenvalues: Any, rule: str | None, threshold: float |
     """``(estimate, rule, threshold, floor, sigma2, gap, rank)`` of one fit's stored spectrum;
     with a stored ``local`` dimension the estimate is ``headline_dimension(rank, local)``."""
     spec = FitSpec.from_dict(json.loads(config))
-    floor = noise_floor_variance(spec.prior.sigma2, spec.train.noise_floor)
+    floor = readout_floor(spec)
     use = rule or spec.readout.rule
     factor = None
     if use == "threshold":

@@ -92,10 +92,10 @@ def spectrum_png(fit: Fit, result: FitResult) -> bytes:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from mflow.readout import noise_floor_variance
+    from mflow.readout import readout_floor
 
     spec = fit.spec
-    floor = noise_floor_variance(spec.prior.sigma2, spec.train.noise_floor)
+    floor = readout_floor(spec)
     values = [max(v, 1e-300) if math.isfinite(v) else float("nan") for v in result.eigenvalues]
     fig = Figure(figsize=(5, 3.2), dpi=100)
     ax = fig.add_subplot()
