@@ -38,6 +38,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from pipelines.results import default_out, is_job_file
 from pipelines.spec import Fit, Job, JobError, check_data, count, load_job, plan
 from pipelines.survey import Reporter
 
@@ -46,10 +47,6 @@ __all__ = ["main"]
 EXIT_BAD_INPUT = 2
 EXIT_FAILED_FITS = 1
 EXIT_INTERRUPTED = 130
-
-
-def _default_out() -> str:
-    return os.environ.get("MFLOW_RESULTS") or "results"
 
 
 def _default_tracking() -> str:
@@ -286,7 +283,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     job = load_job(args.job, args.overrides)
     fits = plan(job)
     check_data(fits)
-    out = args.out or _default_out()
+    out = args.out or default_out()
     tracking = args.tracking_uri or _default_tracking()
     store = Store(out, job.name)
     console.print(f"[bold]{job.name}[/bold]: results in {store.root}, MLflow at {tracking}",
@@ -364,9 +361,9 @@ def _cmd_sync(args: argparse.Namespace, console: Console) -> int:
     from pipelines.store import Store
     from pipelines.tracking import backfill, describe
 
-    out = args.out or _default_out()
+    out = args.out or default_out()
     tracking = args.tracking_uri or _default_tracking()
-    if _is_job_file(args.target):
+    if is_job_file(args.target):
         name = load_job(args.target, args.overrides).name
     elif args.overrides:
         raise JobError("--set: needs a job file, not a survey name")
@@ -389,15 +386,11 @@ def _cmd_sync(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _is_job_file(target: str) -> bool:
-    return target.endswith((".yaml", ".yml")) or Path(target).is_file()
-
-
 def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     from pipelines.store import Store
 
-    out = args.out or _default_out()
-    if _is_job_file(args.target):
+    out = args.out or default_out()
+    if is_job_file(args.target):
         job = load_job(args.target, args.overrides)
         fits = plan(job)
         store = Store(out, job.name)
@@ -418,8 +411,8 @@ def _analysis_target(args: argparse.Namespace):
     and the summary options the job file sets (its ``analysis`` block)."""
     from pipelines.store import Store
 
-    out = args.out or _default_out()
-    if _is_job_file(args.target):
+    out = args.out or default_out()
+    if is_job_file(args.target):
         job = load_job(args.target, args.overrides)
         store, fits = Store(out, job.name), plan(job)
         store.adopt_legacy(fits)
@@ -527,7 +520,7 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     job = load_job(args.job, args.overrides)
     fits = plan(job)
     check_data(fits)
-    store = Store(args.out or _default_out(), job.name)
+    store = Store(args.out or default_out(), job.name)
     store.adopt_legacy(fits)
     exported = export_plan(job, store.statuses())
     try:
@@ -545,7 +538,7 @@ def _cmd_import(args: argparse.Namespace, console: Console) -> int:
     from pipelines.store import Store
 
     job = load_job(args.job, args.overrides)
-    out = args.out or _default_out()
+    out = args.out or default_out()
     tracking = args.tracking_uri or _default_tracking()
     reporter = _ProgressReporter(console)
     try:

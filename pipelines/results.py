@@ -7,21 +7,41 @@ Example (in a notebook)::
     r = load("quickstart", out="results")
     r.summary[["group", "true_dim", "estimate", "settled", "answer"]]  # answer: if settled
     r.baselines.pivot(index="group", columns="estimator", values="estimate")
+
+It also says where a survey's results are: ``default_out`` (the results folder when none is
+given) and ``is_job_file`` (a ``NAME|JOB.yaml`` argument that names a job file), the one
+place the ``survey`` commands take them from. The table readers are imported when ``load``
+runs, so importing this module for those two costs nothing.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
-from pipelines.analysis import read_summary, summarize
-from pipelines.baselines import read_baselines
-from pipelines.store import Store
+__all__ = ["Results", "default_out", "is_job_file", "load"]
 
-__all__ = ["Results", "load"]
+
+def default_out() -> str:
+    """Where surveys' results live when no ``--out``/``out`` is given: ``$MFLOW_RESULTS``, else
+    ``./results`` (every ``survey`` command and ``load`` use this)."""
+    return os.environ.get("MFLOW_RESULTS") or "results"
+
+
+def is_job_file(target: str | os.PathLike) -> bool:
+    """Whether a ``NAME|JOB.yaml`` argument names a job file (a ``.yaml``/``.yml`` name, or any
+    file that exists) rather than a survey's name.
+
+    Example:
+        >>> is_job_file("jobs/quickstart.yaml"), is_job_file("quickstart")
+        (True, False)
+    """
+    target = os.fspath(target)
+    return target.endswith((".yaml", ".yml")) or Path(target).is_file()
 
 
 class Results(NamedTuple):
@@ -41,12 +61,15 @@ def load(name: str | os.PathLike, out: str | os.PathLike | None = None) -> Resul
     is the stored ``summary.parquet`` (what the last ``survey run``, ``analyze`` or ``report``
     wrote), or, when there is none, computed here from the fits with their own readout rules.
     """
-    target = os.fspath(name)
-    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
-        from pipelines.spec import load_job
+    from pipelines.analysis import read_summary, summarize
+    from pipelines.baselines import read_baselines
+    from pipelines.spec import load_job
+    from pipelines.store import Store
 
+    target = os.fspath(name)
+    if is_job_file(target):
         target = load_job(target).name
-    out = os.fspath(out) if out is not None else (os.environ.get("MFLOW_RESULTS") or "results")
+    out = os.fspath(out) if out is not None else default_out()
     store = Store(out, target)
     if not store.exists():
         raise FileNotFoundError(f"{target}: no survey of that name under {out} "
