@@ -17,6 +17,9 @@ that much work). Its last report's checkpoint also holds every fit's ``FitResult
 large spectra through Tune's metrics, and a fit whose final checkpoint an earlier run left (its
 driver stopped before recording it) is recorded from that checkpoint without training again.
 
+With ``resources.workers > 1`` a trial trains its one fit data-parallel: it starts a Ray Train
+run of that many workers and hands its final checkpoint to Tune (``pipelines.parallel``).
+
 Trials reuse their Ray actors (``reuse_actors``): a new trial does not start a worker process
 and import torch again, which costs seconds per trial on a small machine.
 

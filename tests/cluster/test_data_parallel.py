@@ -129,6 +129,7 @@ def test_a_killed_worker_continues_from_its_checkpoint(head_cluster, quickstart_
     row = _one_row(proc, fits_dir)
     assert row["status"] == "ok" and row["steps"] == steps
     note = row["note"] or ""
+    print(f"killed a worker after the checkpoint at step {killed_at}; note: {note}")
     assert "the worker group restarted after a failure 1 time(s)" in note, note
     resumed = int(note.rsplit("at step ", 1)[1].split()[0].rstrip(",;"))
     # Continued from a checkpoint, not from step 0 (the one the controller had registered when
