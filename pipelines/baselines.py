@@ -195,6 +195,9 @@ def _key(items: Sequence[Mapping[str, Any]], name: str) -> str:
 def run_group(task: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The rows of one group: ``task`` has ``survey``, ``group``, ``group_id``, ``items``
     (from ``data_sets``) and ``estimators``. Pure apart from loading the data."""
+    from pipelines.data import register_readers
+
+    register_readers()  # in a Ray task too: a user's .parquet data
     items, names = task["items"], task["estimators"]
     results: dict[str, list[tuple[float | None, float, str | None]]] = {n: [] for n in names}
     n_points, ambient = [], []

@@ -570,6 +570,9 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``survey`` console script; returns the exit code."""
+    from pipelines.data import register_readers
+
+    register_readers()  # every command may read a user's .parquet data file
     args = _parser().parse_args(argv)
     console = Console(highlight=False, soft_wrap=True)
     try:

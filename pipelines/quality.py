@@ -199,6 +199,9 @@ def quality_table(out: str | os.PathLike, survey: str) -> pd.DataFrame:
     The fits' data are loaded again from their stored configs (MNIST-based data need their
     files). ``FileNotFoundError`` when the survey has no fits there.
     """
+    from pipelines.data import register_readers
+
+    register_readers()  # the fits' data are loaded again: maybe a user's .parquet file
     store = Store(out, survey)
     if not store.exists():
         raise FileNotFoundError(f"{survey}: no survey of that name under {os.fspath(out)} "

@@ -201,6 +201,9 @@ def _trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one fit or one pack, checkpointed at logged steps."""
     import torch
 
+    from pipelines.data import register_readers
+
+    register_readers()  # the worker loads the fits' data, maybe a user's .parquet file
     job = config["fit"]
     fit_ids = [f["fit_id"] for f in job["fits"]]
     torch.set_num_threads(max(1, int(job["threads"])))
@@ -533,7 +536,9 @@ def _auto_sizes(fits: Sequence[Fit], resources: Resources) -> dict[str, int]:
     cost (its data loaded here) and the trial's device (``packing.auto_pack_size``)."""
     from mflow.datasets import load
     from mflow.pack import pack_key
+    from pipelines.data import register_readers
 
+    register_readers()
     memory = _trial_memory(resources)
     sizes: dict[str, int] = {}
     for fit in fits:

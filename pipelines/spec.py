@@ -775,6 +775,9 @@ def check_data(fits: Sequence[Fit]) -> None:
     asked of data without labels, and fewer points than one batch. The loaders' messages
     name the file; the grid point is added when the fit has one.
     """
+    from pipelines.data import register_readers
+
+    register_readers()  # a user's .parquet data file is read through pyarrow
     sources: dict[Any, Any] = {}
     for fit in fits:
         try:
