@@ -235,7 +235,17 @@ def worker_loop(config: dict[str, Any]) -> None:
                              checkpoint_dir_name=name)
         last_checkpoint = time.monotonic()
 
-    result = trainer.run(lambda _k, point, _t: report(_metrics(fit_id, point)))[0]
+    logged: dict[str, dict[str, Any]] = {}
+
+    def keep(_k: int, point, _trainer) -> None:
+        logged["point"] = _metrics(fit_id, point)
+
+    def after_log(_trainer) -> None:
+        # Reported once the loop has decided the fit's stop at this step, so a checkpoint
+        # holds it; every worker reports here alike (no point: its loss was not finite).
+        report(logged.pop("point", {"fit_id": fit_id, "step": trainer.step}))
+
+    result = trainer.run(keep, after_log)[0]
     report({"step": trainer.step, "final": True, "fit_ids": [fit_id],
             "statuses": [result.status]}, results={fit_id: result})
 

@@ -54,6 +54,73 @@ def test_workers_default_to_one_and_take_whole_gpus():
     assert (resources.workers, resources.gpu, resources.pack) == (4, 1.0, 1)
 
 
+# One process of a two-process group (gloo): trains the fit as a ShardedTrainer and writes its
+# spectrum and a digest of its weights.
+_RANK = """
+import hashlib, json, os, sys
+import torch, torch.distributed as dist
+from mflow.config import FitSpec
+from pipelines.parallel import ShardedTrainer
+torch.set_num_threads(1)
+dist.init_process_group("gloo", init_method=sys.argv[1], rank=int(sys.argv[2]), world_size=2)
+trainer = ShardedTrainer(FitSpec.from_dict(json.loads(sys.argv[3])))
+result = trainer.run()[0]
+digest = hashlib.sha256()
+for name, value in sorted(trainer.params.items()):
+    digest.update(value.detach().double().numpy().tobytes())
+with open(sys.argv[4], "w") as f:
+    json.dump({"eigenvalues": result.eigenvalues, "steps": result.steps,
+               "device": result.device, "weights": digest.hexdigest()}, f)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_shards_of_the_closed_form_prior_follow_the_one_process_fit(tmp_path):
+    """Without Ray: two gloo processes train a fit with the closed-form prior, whose second
+    moment is taken over the codes of the whole batch; both hold the same weights, bit for bit,
+    and read the one-process spectrum."""
+    import subprocess
+    import sys
+
+    from mflow.config import DataSpec, FitSpec
+    from mflow.fit import fit
+
+    spec = FitSpec(data=DataSpec("sine", n=500)).replace(
+        train={"steps": 200, "log_every": 50, "dtype": "float64", "prior_update": "moment"})
+    init = f"file://{tmp_path}/rendezvous"
+    outs = [tmp_path / f"rank{r}.json" for r in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", _RANK, init, str(r), spec.to_json(),
+                               str(outs[r])], stderr=subprocess.PIPE, text=True)
+             for r in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    ranks = [json.loads(out.read_text()) for out in outs]
+    assert ranks[0]["weights"] == ranks[1]["weights"]  # every process took the same steps
+    assert ranks[0]["eigenvalues"] == ranks[1]["eigenvalues"]
+    assert ranks[0]["device"] == "2 x cpu" and ranks[0]["steps"] == 200
+    reference = fit(spec)
+    assert ranks[0]["eigenvalues"] == pytest.approx(list(reference.eigenvalues), rel=RTOL)
+
+
+def test_the_batch_entropy_term_is_refused_naming_the_key(tmp_path):
+    import torch.distributed as dist
+
+    from mflow.config import DataSpec, FitSpec
+    from pipelines.parallel import ShardedTrainer
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0,
+                            world_size=1)
+    try:
+        spec = FitSpec(data=DataSpec("sine", n=300))
+        assert ShardedTrainer(spec).world == 1
+        with pytest.raises(ValueError, match="prior.entropy_weight: 0.1 with resources.workers"):
+            ShardedTrainer(spec.replace(prior={"entropy_weight": 0.1}))
+    finally:
+        dist.destroy_process_group()
+
+
 def _add_workers(cluster, count: int = 2) -> list:
     nodes = [cluster.add_node(num_cpus=1, object_store_memory=80_000_000) for _ in range(count)]
     cluster.wait_for_nodes()
