@@ -65,6 +65,9 @@ class CurvePoint:
     lr: float  # learning rate in force at the last of those steps
     estimate: int  # dimension read from the spectrum at this step
     eigenvalues: tuple[float, ...]  # spectrum of A A^T, descending
+    # local dimension of the codes in the ``estimate`` leading directions (``local_estimate``),
+    # read at the noise floor only (None before it, or where there is nothing to read)
+    local_dim: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CurvePoint:
@@ -81,11 +84,17 @@ class CurvePoint:
         return cls(step=int(d["step"]), loss=_number(d["loss"]),
                    noise_std=_number(d["noise_std"]), lr=_number(d["lr"]),
                    estimate=int(d["estimate"]),
-                   eigenvalues=tuple(_number(v) for v in d["eigenvalues"]))
+                   eigenvalues=tuple(_number(v) for v in d["eigenvalues"]),
+                   local_dim=_optional(d.get("local_dim")))
 
 
 def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
+
+
+def _optional(value: Any) -> float | None:
+    """A stored optional number: None for None or NaN (a null in a Parquet column)."""
+    return None if value is None or value != value else float(value)
 
 
 @dataclass(frozen=True)

@@ -270,13 +270,23 @@ class PackTrainer:
             if first_bad[k] >= 0:
                 self.diverged_steps[k] = first_bad[k]
                 self._stop(k)
+            train = self.specs[k].train
+            sigma = noise_std(train, max(0, self.step - 1))
+            estimate = read_dimension(self.specs[k], eigenvalues)
+            local = None
+            # the headline needs the codes' local dimension; read only at the noise floor,
+            # where the settling criterion looks (mflow.settle)
+            if first_bad[k] < 0 and sigma <= train.noise_floor and estimate >= 1:
+                found = local_estimate(self.member(k), self.x[k], estimate, train.seed)
+                local = None if found is None else found.value
             point = CurvePoint(
                 step=self.step,
                 loss=math.nan if first_bad[k] >= 0 else losses[k],
-                noise_std=noise_std(self.specs[k].train, max(0, self.step - 1)),
+                noise_std=sigma,
                 lr=lr,
-                estimate=read_dimension(self.specs[k], eigenvalues),
+                estimate=estimate,
                 eigenvalues=eigenvalues,
+                local_dim=local,
             )
             self.curves[k].append(point)
             points.append(point)

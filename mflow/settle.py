@@ -1,22 +1,29 @@
 r"""Whether a fit has settled: one criterion over the trajectory of its spectrum.
 
 A fit's estimate is only an answer once training no longer moves it. ``settling`` judges the
-last ``W + 1`` logged points of a fit's curve (``W`` = ``settle_window``) and says that the
-fit **settled** when, over that window,
+last ``W + 1`` logged points of a fit's curve (``W`` = ``settle_window``). The estimate a
+point reads is the fit's headline (``mflow.local.headline_dimension``): the local dimension of
+the codes in the ``K`` directions the spectrum keeps, rounded, at most ``K``; where a point has
+no local dimension (before the noise floor, or a curve written before it was recorded), the
+rank ``K`` itself. The fit **settled** when, over the window,
 
 1. every point reads the same estimate ``k`` and was logged at the data-noise floor (an
    estimate read while ``sigma_x`` is still annealed is not final);
-2. the eigenvalues on both sides of the cut, ``lambda_k`` (the smallest one kept) and
-   ``lambda_{k+1}`` (the largest one dropped), show no trend: for each of the two, the
-   geometric means of the window's later and earlier halves (``h = (W + 1) // 2`` points
-   each) differ by at most a factor ``settle_drift``. A steady trend by a factor ``f`` over
-   the window reads about ``f ** (h / W)`` (about ``sqrt(f)``); a wander without trend reads
-   about 1. (A dropped eigenvalue near ``sigma_x**2`` wanders by a factor 1.5-1.7 under Adam's
-   noise on fits that read the right answer; ``max / min`` over the window, used before,
-   counted that as movement.)
-3. at every point both lie at least a factor ``settle_margin`` from the cut
-   ``c = threshold * floor`` (``lambda_k >= margin * c`` and ``lambda_{k+1} <= c / margin``),
-   so that noise in either eigenvalue cannot flip the count;
+2. what decides ``k`` shows no trend. Where ``k`` is the rank (flat data), that is the
+   eigenvalues on both sides of the cut, ``lambda_k`` (the smallest one kept) and
+   ``lambda_{k+1}`` (the largest one dropped); where ``k`` is below the rank (curved or closed
+   data: the flow still needs ``K > k`` flat directions, and ``K`` may still fall as the flow
+   straightens the manifold, without changing the answer), the local dimension. The trend of
+   a series is the factor between the geometric means of the window's later and earlier
+   halves (``h = (W + 1) // 2`` points each); it must be at most ``settle_drift``. A steady
+   trend by a factor ``f`` over the window reads about ``f ** (h / W)`` (about ``sqrt(f)``); a
+   wander without trend reads about 1. (A dropped eigenvalue near ``sigma_x**2`` wanders by a
+   factor 1.5-1.7 under Adam's noise on fits that read the right answer; ``max / min`` over
+   the window, used before, counted that as movement.)
+3. where ``k`` is the rank, at every point both eigenvalues lie at least a factor
+   ``settle_margin`` from the cut ``c = threshold * floor`` (``lambda_k >= margin * c`` and
+   ``lambda_{k+1} <= c / margin``), so that noise in either cannot flip the count (where
+   ``k`` is below the rank, rule 1 already asks that the rounded local dimension held);
 4. the loss is flat: ``max - min <= early_stop_tol * max(1, |loss|)`` over the window.
 
 The same criterion ends fits early (``train.early_stop_window > 0``): a fit stops at its first
@@ -24,7 +31,9 @@ settled point, so "stopped early" and "settled" are one definition. The window i
 ``train.early_stop_window`` when early stop is on, else ``readout.settle_window``.
 
 The figures it is decided on are kept with the verdict (``Settling``): the steps over which
-the estimate has been unchanged at the floor, the drift and the margin over the window.
+the estimate has been unchanged at the floor, the drift (of whichever series rule 2 judged)
+and the margin of the rank's cut eigenvalues over the window (reported in both cases,
+required only where ``k`` is the rank).
 """
 
 from __future__ import annotations
@@ -34,12 +43,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mflow.config import FitSpec
+from mflow.local import headline_dimension
 
 __all__ = [
     "SETTLE_DRIFT",
     "SETTLE_MARGIN",
     "SETTLE_WINDOW",
     "Settling",
+    "estimate_at",
     "settle_settings",
     "settling",
 ]
@@ -57,8 +68,9 @@ class Settling:
 
     settled: bool
     stable_steps: int  # steps over which the estimate has not changed, at the noise floor
-    drift: float  # max over {lambda_k, lambda_k+1} of the halves' trend factor (inf: too short)
-    margin: float  # min over the window of the distance (a factor) of both from the cut
+    drift: float  # the halves' trend factor of what decided the estimate (inf: too short)
+    margin: float  # min over the window of the distance (a factor) of the rank's cut
+    # eigenvalues from the cut
 
 
 def settle_settings(spec: FitSpec) -> tuple[int, float, float]:
@@ -79,14 +91,38 @@ def settle_settings(spec: FitSpec) -> tuple[int, float, float]:
     return window, drift, margin
 
 
+def estimate_at(point) -> int:
+    """The estimate a logged point reads: its headline (``headline_dimension`` of its rank
+    and local dimension), or its rank where it has no local dimension.
+
+    Example:
+        >>> from mflow.fit import CurvePoint
+        >>> estimate_at(CurvePoint(100, -3.0, 0.01, 1e-3, 3, (1.0, 1.0, 1.0), local_dim=2.2))
+        2
+        >>> estimate_at(CurvePoint(100, -3.0, 0.01, 1e-3, 3, (1.0, 1.0, 1.0)))
+        3
+    """
+    local = point.local_dim
+    if local is None or not math.isfinite(local):
+        return point.estimate
+    return headline_dimension(point.estimate, local)
+
+
+def _trend(values: Sequence[float]) -> float:
+    """The factor between the geometric means of the later and earlier halves of ``values``."""
+    half = len(values) // 2
+    logs = [math.log(max(v, 1e-300)) for v in values]
+    return math.exp(abs(sum(logs[-half:]) - sum(logs[:half])) / half)
+
+
 def _stable_steps(curve: Sequence, noise_floor: float) -> int:
-    last = curve[-1]
-    first = last
+    last = estimate_at(curve[-1])
+    first = curve[-1]
     for point in reversed(curve):
-        if point.estimate != last.estimate or point.noise_std > noise_floor:
+        if estimate_at(point) != last or point.noise_std > noise_floor:
             break
         first = point
-    return last.step - first.step
+    return curve[-1].step - first.step
 
 
 def settling(curve: Sequence, spec: FitSpec, cut: float) -> Settling:
@@ -110,22 +146,26 @@ def settling(curve: Sequence, spec: FitSpec, cut: float) -> Settling:
     floor = spec.train.noise_floor
     stable = _stable_steps(curve, floor)
     recent = curve[-window - 1 :]
-    k = recent[-1].estimate
+    rank = recent[-1].estimate
+    k = estimate_at(recent[-1])
     if len(recent) <= window or k < 0:
         return Settling(False, stable, math.inf, 0.0)
     drift, margin = 1.0, math.inf
     dim = len(recent[-1].eigenvalues)
-    half = len(recent) // 2
-    for index, above in ((k - 1, True), (k, False)):  # lambda_k and lambda_{k+1}, 0-based
+    for index, above in ((rank - 1, True), (rank, False)):  # lambda_K, lambda_K+1, 0-based
         if not 0 <= index < dim:
             continue
         values = [max(p.eigenvalues[index], 1e-300) for p in recent]
-        logs = [math.log(v) for v in values]
-        trend = abs(sum(logs[-half:]) - sum(logs[:half])) / half
-        drift = max(drift, math.exp(trend))
+        drift = max(drift, _trend(values))
         margin = min(margin, min(values) / cut if above else cut / max(values))
-    same = all(p.estimate == k and p.noise_std <= floor for p in recent)
+    flat_data = k == rank
+    if not flat_data:  # curved or closed: the local dimension decides, not the rank's cut
+        local = [p.local_dim for p in recent]
+        known = all(v is not None and math.isfinite(v) for v in local)
+        drift = _trend(local) if known else math.inf
+    same = all(estimate_at(p) == k and p.noise_std <= floor for p in recent)
     losses = [p.loss for p in recent]
     flat = max(losses) - min(losses) <= spec.train.early_stop_tol * max(1.0, abs(losses[-1]))
-    settled = same and flat and drift <= max_drift and margin >= min_margin
+    clear = margin >= min_margin or not flat_data
+    settled = same and flat and drift <= max_drift and clear
     return Settling(settled, stable, drift, margin)

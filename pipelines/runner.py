@@ -105,6 +105,8 @@ def _metrics(fit_id: str, point: CurvePoint) -> dict[str, Any]:
         "noise_std": point.noise_std,
         "lr": point.lr,
     }
+    if point.local_dim is not None:
+        metrics["local"] = point.local_dim  # "local_dim" is the fit's final one
     for i, value in enumerate(point.eigenvalues[:TOP_EIGENVALUES]):
         metrics[f"eig_{i}"] = value
     return metrics

@@ -106,6 +106,8 @@ CURVES_SCHEMA = pa.schema(
         ("lr", pa.float64()),
         ("estimate", pa.int64()),
         ("eigenvalues", _LIST),
+        # the codes' local dimension at this step (null before the noise floor; mflow.fit)
+        ("local_dim", pa.float64()),
     ]
 )
 
@@ -221,6 +223,7 @@ def curve_rows(survey: str, fit_id: str, result: FitResult | None) -> list[dict[
             "lr": p.lr,
             "estimate": p.estimate,
             "eigenvalues": [float(v) for v in p.eigenvalues],
+            "local_dim": p.local_dim,
         }
         for p in result.curve
     ]

@@ -322,6 +322,8 @@ class Tracker:
                     values.update(
                         {f"eig_{i}": v for i, v in enumerate(p.eigenvalues[:TOP_EIGENVALUES])}
                     )
+                    if p.local_dim is not None:  # the series; "local_dim" is the final value
+                        values["local"] = p.local_dim
                     metrics += [Metric(k, float(v), now, p.step) for k, v in values.items()]
                 finals = {"id_estimate": result.id_estimate, "true_dim": result.true_dim,
                           "wall_s": result.wall_s, "diverged_step": result.diverged_step,

@@ -53,6 +53,32 @@ def test_rule_needs_a_full_window_of_one_estimate_at_the_floor_with_a_flat_loss(
     assert early_stop_due(curve(*[(0.01, 0.01, 1)] * 3, (0.05, 0.01, 1)), SPEC)
 
 
+def test_curved_data_settle_on_the_local_dimension_while_the_rank_still_falls():
+    """Where the codes' local dimension rounds below the rank (a curved manifold the flow is
+    still straightening), the estimate is the rounded local dimension: it settles when that
+    holds and shows no trend, whatever the rank's cut eigenvalues do."""
+    spectrum = (1.0, 0.5, 0.2)  # the rank reads 3 at every point
+
+    def points(*local: float | None) -> list[CurvePoint]:
+        return [CurvePoint(100 * (i + 1), -3.0, 0.01, 1e-3, 3, spectrum, local_dim=v)
+                for i, v in enumerate(local)]
+
+    judged = fit_settling(SPEC, points(2.0, 2.1, 2.0, 2.05))
+    assert judged.settled and judged.drift == pytest.approx(((2.0 * 2.05) / (2.0 * 2.1)) ** -0.5)
+    # the third eigenvalue falling through the margin does not matter: the answer is 2
+    falling = [CurvePoint(100 * (i + 1), -3.0, 0.01, 1e-3, 3, (1.0, 0.5, v), local_dim=2.0)
+               for i, v in enumerate((0.3, 0.1, 0.03, 0.01))]
+    assert fit_settling(SPEC, falling).settled
+    # the rounded local dimension changed inside the window
+    assert not fit_settling(SPEC, points(2.6, 2.4, 2.2, 2.0)).settled
+    # a trend that has not yet crossed a rounding boundary: 1.55 -> 2.4 (factor 1.37 > 1.25)
+    judged = fit_settling(SPEC, points(1.55, 1.8, 2.2, 2.4))
+    assert not judged.settled and judged.drift > 1.25
+    # a point without a local dimension reads the rank, 3: not the same estimate
+    gap = points(2.0, None, 2.0, 2.0)
+    assert not fit_settling(SPEC, gap).settled
+
+
 def test_rule_needs_still_eigenvalues_clear_of_the_cut():
     def at(*second: float) -> list[CurvePoint]:
         return curve(*[(-3.0, 0.01, 1, (1.0, v)) for v in second])
