@@ -12,7 +12,8 @@ For each survey (by default ``accuracy``, the development set, and ``accuracy_he
   are real numbers, rounded to the nearest integer, halves up), and its mean absolute error
   ``mean |d_hat - d|``, on the raw and on the rounded values.
 
-``survey report`` skips DANCo above ``pipelines.baselines.DANCO_MAX_DIM`` ambient dimensions (its
+``survey report`` skips DANCo above ``pipelines.analysis.baselines.DANCO_MAX_DIM``
+ambient dimensions (its
 cost grows with D); with ``--danco-above-limit`` this script runs it there too, with the same
 parameters on the same points, and marks those values with ``*``. ``--spectra`` adds each fit's
 leading eigenvalues of ``A A^T`` and the readout's floor.
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits  # scikit-learn's; one BLAS thread
 
-from pipelines.baselines import DANCO_MAX_DIM, ESTIMATORS, data_sets, points
+from pipelines.analysis.baselines import DANCO_MAX_DIM, ESTIMATORS, data_sets, points
 from pipelines.results import load
 
 CLASSICAL = ("TwoNN", "MLE", "lPCA", "DANCo")

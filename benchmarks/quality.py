@@ -3,7 +3,8 @@ their first latent coordinate orders a generating factor.
 
 For each survey (by default ``toys_baseline`` and ``fading_square``), once its fits are stored
 with their arrays (``python -m mflow.batch`` then ``survey import``), this prints as markdown one
-row per group (the fits that differ only by seed), from ``pipelines.quality.quality_table``:
+row per group (the fits that differ only by seed), from
+``pipelines.analysis.quality.quality_table``:
 
 - ``estimates``: each fit's estimate, in seed order;
 - ``off mean`` and ``off median``: per fit, the mean (median) over its samples of the distance
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from pipelines.quality import quality_table
+from pipelines.analysis.quality import quality_table
 
 
 def spread(values: Sequence[float]) -> str:

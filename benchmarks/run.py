@@ -18,7 +18,7 @@ The rows (issue 7):
    steps used, the step from which the estimate was right, against the paper's budgets.
 5. Memory. Peak resident memory that training adds per fit of the 784-D conv flow (the MNIST
    jobs' settings: batch 128, 5,000 images), measured alone and in a pack of 4, and what
-   ``pipelines.packing.step_cost`` counts; then the GPU plan those numbers give.
+   ``pipelines.execution.packing.step_cost`` counts; then the GPU plan those numbers give.
 
 Run: python benchmarks/run.py [--seconds 10] [--fit-seconds 30] [--cores N] [--only 12345]
 """
@@ -166,8 +166,8 @@ def overhead(pool, cores: int, fit_seconds: float, per_core_rate: float,
     import ray
     from mlflow import MlflowClient
 
-    from pipelines.spec import parse_job
-    from pipelines.survey import run_survey
+    from pipelines.execution.survey import run_survey
+    from pipelines.job.spec import parse_job
 
     # Ray starts its workers at niceness 15: on a machine shared with other work they would
     # yield to it while the bare reference (niceness 0) does not. Measure both at 0.
@@ -241,7 +241,7 @@ def early_stop(pool) -> list[tuple[str, str]]:
 
 
 def memory(pool) -> tuple[list[tuple[str, str]], list[str]]:
-    from pipelines.packing import MEMORY_USE, step_cost
+    from pipelines.execution.packing import MEMORY_USE, step_cost
 
     one, four = pool.map(_peak_step_memory, [1, 4], chunksize=1)
     cost = step_cost(_conv(), _images(MNIST["n"]))

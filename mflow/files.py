@@ -3,7 +3,8 @@
 ``atomic_write`` is the project's one writer of local files that must never be seen half
 written: dataset caches (``mflow.datasets``), training checkpoints (``mflow.checkpoint``),
 ``mflow.batch``'s outputs and the local branch of the survey's Parquet store
-(``pipelines.store``, which keeps its own temp-name-then-move branch for object stores, where
+(``pipelines.results.store``, which
+keeps its own temp-name-then-move branch for object stores, where
 no ``os.replace`` exists). Standard library only.
 """
 

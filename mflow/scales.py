@@ -48,7 +48,8 @@ The readings below the finest floor a fit resolves also see what training left u
 unused direction the flow has not yet flattened keeps variance above the floor, which the
 log-volume counts as a dimension at that scale, as it counts real noise.
 
-Pure NumPy; the survey pipeline groups fits by floor and calls these (``pipelines.scales``).
+Pure NumPy; the survey pipeline groups fits by floor and calls these
+(``pipelines.analysis.scales``).
 """
 
 from __future__ import annotations

@@ -38,9 +38,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from pipelines.execution.survey import Reporter
+from pipelines.job.spec import Fit, Job, JobError, check_data, count, load_job, plan
 from pipelines.results import default_out, is_job_file
-from pipelines.spec import Fit, Job, JobError, check_data, count, load_job, plan
-from pipelines.survey import Reporter
 
 __all__ = ["main"]
 
@@ -50,7 +50,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _default_tracking() -> str:
-    from pipelines.tracking import DEFAULT_TRACKING_URI
+    from pipelines.results.tracking import DEFAULT_TRACKING_URI
 
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
@@ -275,10 +275,10 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from pipelines.analysis import summarize
-    from pipelines.store import Store
-    from pipelines.survey import run_survey
-    from pipelines.tracking import describe
+    from pipelines.analysis.summary import summarize
+    from pipelines.execution.survey import run_survey
+    from pipelines.results.store import Store
+    from pipelines.results.tracking import describe
 
     job = load_job(args.job, args.overrides)
     fits = plan(job)
@@ -317,7 +317,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _counts_line(store, fits: Sequence[Fit] | None) -> str:
-    from pipelines.survey import status_counts
+    from pipelines.execution.survey import status_counts
 
     counts = status_counts(store, fits)
     order = ["ok", "diverged", "failed", "pending"]
@@ -358,8 +358,8 @@ def _print_untracked(store, fits: Sequence[Fit], name: str, out: str, tracking: 
 
 
 def _cmd_sync(args: argparse.Namespace, console: Console) -> int:
-    from pipelines.store import Store
-    from pipelines.tracking import backfill, describe
+    from pipelines.results.store import Store
+    from pipelines.results.tracking import backfill, describe
 
     out = args.out or default_out()
     tracking = args.tracking_uri or _default_tracking()
@@ -387,7 +387,7 @@ def _cmd_sync(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, console: Console) -> int:
-    from pipelines.store import Store
+    from pipelines.results.store import Store
 
     out = args.out or default_out()
     if is_job_file(args.target):
@@ -409,7 +409,7 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
 def _analysis_target(args: argparse.Namespace):
     """The store, the planned fit ids (a job file) or None (a name), the job's description,
     and the summary options the job file sets (its ``analysis`` block)."""
-    from pipelines.store import Store
+    from pipelines.results.store import Store
 
     out = args.out or default_out()
     if is_job_file(args.target):
@@ -454,9 +454,9 @@ def _estimates_table(title: str, summary, baselines) -> Table:
 
 
 def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
-    from pipelines.analysis import AnalysisError, summarize, summary_path, write_summary
-    from pipelines.baselines import read_baselines
-    from pipelines.scales import SCALE_RULE, update_scales
+    from pipelines.analysis.baselines import read_baselines
+    from pipelines.analysis.scales import SCALE_RULE, update_scales
+    from pipelines.analysis.summary import AnalysisError, summarize, summary_path, write_summary
 
     store, fit_ids, _, defaults = _analysis_target(args)
     options = _analysis_options(args, defaults)
@@ -479,8 +479,8 @@ def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from pipelines.analysis import AnalysisError
-    from pipelines.baselines import ESTIMATORS
+    from pipelines.analysis.baselines import ESTIMATORS
+    from pipelines.analysis.summary import AnalysisError
     from pipelines.report import build_report
 
     store, fit_ids, description, defaults = _analysis_target(args)
@@ -514,8 +514,8 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     import json
 
-    from pipelines.offline import export_plan
-    from pipelines.store import Store
+    from pipelines.results.offline import export_plan
+    from pipelines.results.store import Store
 
     job = load_job(args.job, args.overrides)
     fits = plan(job)
@@ -534,8 +534,8 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_import(args: argparse.Namespace, console: Console) -> int:
-    from pipelines.offline import import_results
-    from pipelines.store import Store
+    from pipelines.results.offline import import_results
+    from pipelines.results.store import Store
 
     job = load_job(args.job, args.overrides)
     out = args.out or default_out()
@@ -553,7 +553,7 @@ def _cmd_import(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace, console: Console) -> int:
-    from pipelines.submit import submit
+    from pipelines.execution.submit import submit
 
     load_job(args.job, args.overrides)  # refuse a bad job here, not on the cluster
     submission = submit(args.job, args.address, args.out, args.tracking_uri, args.overrides)
@@ -570,7 +570,7 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``survey`` console script; returns the exit code."""
-    from pipelines.data import register_readers
+    from pipelines.job.readers import register_readers
 
     register_readers()  # every command may read a user's .parquet data file
     args = _parser().parse_args(argv)

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pipelines.analysis import settle_mark
+from pipelines.analysis.summary import settle_mark
 
 __all__ = [
     "axis_name",
@@ -178,7 +178,7 @@ def estimates_figure(summary: pd.DataFrame, baselines: pd.DataFrame | None = Non
     """Per group (e.g. one bar group per digit): our estimate (median, range over seeds as an
     error bar) beside each classical estimator's, and the true dimension where known. Our bar
     of a group that has not settled is hollow and hatched (``////`` unsettled, ``....`` not
-    judged; see ``pipelines.analysis``)."""
+    judged; see ``pipelines.analysis.summary``)."""
     labels = short_labels(summary)
     names = [] if baselines is None or baselines.empty else list(
         dict.fromkeys(baselines["estimator"])
@@ -296,7 +296,7 @@ _MARKERS = ("x", "+", "^", "v", "s", "D")  # one per classical estimator in scal
 
 
 def scales_figure(scales: pd.DataFrame, baselines: pd.DataFrame | None = None) -> Figure:
-    """Dimension against the data-noise floor, one curve per family (``pipelines.scales``):
+    """Dimension against the data-noise floor, one curve per family (``pipelines.analysis.scales``):
     the estimate at each floor (median over seeds, bars: range; a hollow marker where the
     group has not settled), the log-volume's finite-difference reading between neighbouring
     floors (dashed), the family's scale readout (in the legend) and each classical

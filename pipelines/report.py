@@ -2,7 +2,8 @@
 
 ``index.html`` (plain HTML, inline style, relative links only) with, per group, our estimate
 (median [min-max] over seeds; marked "(unsettled)" wherever it appears when a fit of the group
-had not settled, see ``pipelines.analysis``), the classical baselines on the same points and,
+had not settled, see ``pipelines.analysis.summary``), the
+classical baselines on the same points and,
 where known, the true dimension; a figure of all estimates; per group its fits' settling
 figures, the spectra, the trajectories over steps and the data. Beside it:
 ``figures/*.png``, ``summary.csv``, ``baselines.csv`` and ``table.tex`` (the main table as
@@ -28,7 +29,14 @@ import numpy as np
 import pandas as pd
 
 from pipelines import plots
-from pipelines.analysis import (
+from pipelines.analysis.baselines import (
+    DANCO_MAX_DIM,
+    DEFAULT_ESTIMATORS,
+    compute_baselines,
+    read_baselines,
+)
+from pipelines.analysis.scales import SCALE_RULE, scale_rows, scales_table, write_scales
+from pipelines.analysis.summary import (
     AnalysisError,
     curved_note,
     recompute_curves,
@@ -37,14 +45,7 @@ from pipelines.analysis import (
     summary_path,
     write_summary,
 )
-from pipelines.baselines import (
-    DANCO_MAX_DIM,
-    DEFAULT_ESTIMATORS,
-    compute_baselines,
-    read_baselines,
-)
-from pipelines.scales import SCALE_RULE, scale_rows, scales_table, write_scales
-from pipelines.store import Store
+from pipelines.results.store import Store
 
 __all__ = ["Report", "build_report", "log_to_mlflow", "table_rows", "write_html"]
 
@@ -95,7 +96,7 @@ def _range(mid: Any, lo: Any, hi: Any, digits: int = 2) -> str:
 
 def _estimate(row: Mapping[str, Any], digits: int = 1) -> str:
     """A group's estimate, median [min–max], marked when the group has not settled (it is
-    then where training stopped, not an answer; ``pipelines.analysis.settle_mark``)."""
+    then where training stopped, not an answer; ``pipelines.analysis.summary.settle_mark``)."""
     text = _range(row["estimate"], row["estimate_min"], row["estimate_max"], digits)
     mark = settle_mark(row.get("settled"))
     return f"{text} ({mark})" if mark and text != "–" else text
@@ -103,7 +104,7 @@ def _estimate(row: Mapping[str, Any], digits: int = 1) -> str:
 
 def _local(row: Mapping[str, Any]) -> str:
     """The codes' local dimension ± its spread over points, starred where it is below the rank
-    of ``A A^T`` (``pipelines.analysis.curved_note``)."""
+    of ``A A^T`` (``pipelines.analysis.summary.curved_note``)."""
     local = row.get("local_dim")
     if local is None or pd.isna(local):
         return "–"
@@ -353,7 +354,7 @@ def write_html(
 ) -> Path:
     """Write ``index.html``, its figures and tables into the local ``folder``;
     ``read_artifacts(fit_id)`` gives a fit's kept samples and projection (or ``None``);
-    ``scales`` (``pipelines.scales.scales_table``) adds the section across noise floors."""
+    ``scales`` (``pipelines.analysis.scales.scales_table``) adds the section across noise floors."""
     folder.mkdir(parents=True, exist_ok=True)
     headers, rows = table_rows(summary, baselines)
     summary.to_csv(folder / "summary.csv", index=False)
@@ -552,9 +553,9 @@ def build_report(
         store: the survey's store.
         fit_ids: the fits of the survey's job (the plan), in grid order; ``None``: all stored.
         description: a line under the title (the job's description).
-        rule, threshold, group_by: see ``pipelines.analysis.summarize``.
+        rule, threshold, group_by: see ``pipelines.analysis.summary.summarize``.
         baselines: run the classical estimators (else only cached ones are shown).
-        estimators, noise: see ``pipelines.baselines.compute_baselines``.
+        estimators, noise: see ``pipelines.analysis.baselines.compute_baselines``.
         use_ray, address: run the baselines as Ray tasks, on this cluster.
         tracking_uri: log the report and the summary to the survey's MLflow parent run.
         warn: told about what went wrong without stopping the report.

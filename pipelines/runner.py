@@ -1,7 +1,7 @@
 """The Ray adapter: each trial runs one fit, or one pack of small same-shaped fits; the driver
 hears how each fit ends.
 
-``run_trials`` cuts the fits into packs (``pipelines.packing``; ``resources.pack`` fits at
+``run_trials`` cuts the fits into packs (``pipelines.execution.packing``; ``resources.pack`` fits at
 most, ``auto`` sized from the model and the device) and runs one Tune trial per pack. A pack of
 one fit trains with ``mflow.fit.Trainer``; a larger one with ``mflow.pack.PackTrainer``, which
 trains its fits as one vectorised ensemble while each keeps its own data order, curve and result.
@@ -18,7 +18,7 @@ large spectra through Tune's metrics, and a fit whose final checkpoint an earlie
 driver stopped before recording it) is recorded from that checkpoint without training again.
 
 With ``resources.workers > 1`` a trial trains its one fit data-parallel: it starts a Ray Train
-run of that many workers and hands its final checkpoint to Tune (``pipelines.parallel``).
+run of that many workers and hands its final checkpoint to Tune (``pipelines.execution.parallel``).
 
 Trials reuse their Ray actors (``reuse_actors``): a new trial does not start a worker process
 and import torch again, which costs seconds per trial on a small machine.
@@ -49,9 +49,9 @@ import pyarrow.fs as pafs
 
 from mflow.config import FitSpec
 from mflow.fit import CurvePoint, FitResult, Trainer
-from pipelines import packing
-from pipelines.spec import Fit, Resources
-from pipelines.store import Store
+from pipelines.execution import packing
+from pipelines.job.spec import Fit, Resources
+from pipelines.results.store import Store
 
 __all__ = [
     "FitEvents",
@@ -148,7 +148,7 @@ def _write_checkpoint(
 ) -> None:
     """A checkpoint's files in ``folder``: the trainer's state and ``meta.json``, and with
     final ``results`` the results and artifacts (shared by Tune's and Ray Train's
-    checkpoints, ``pipelines.parallel``)."""
+    checkpoints, ``pipelines.execution.parallel``)."""
     import torch
 
     torch.save(trainer.state_dict(), Path(folder, STATE_FILE))
@@ -203,7 +203,7 @@ def _trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one fit or one pack, checkpointed at logged steps."""
     import torch
 
-    from pipelines.data import register_readers
+    from pipelines.job.readers import register_readers
 
     register_readers()  # the worker loads the fits' data, maybe a user's .parquet file
     job = config["fit"]
@@ -538,7 +538,7 @@ def _auto_sizes(fits: Sequence[Fit], resources: Resources) -> dict[str, int]:
     cost (its data loaded here) and the trial's device (``packing.auto_pack_size``)."""
     from mflow.datasets import load
     from mflow.pack import pack_key
-    from pipelines.data import register_readers
+    from pipelines.job.readers import register_readers
 
     register_readers()
     memory = _trial_memory(resources)
@@ -639,8 +639,8 @@ def run_trials(
             }
         )
     forward = _make_callback(events)
-    if resources.workers > 1:  # each fit data-parallel over its workers: pipelines.parallel
-        from pipelines import parallel
+    if resources.workers > 1:  # each fit data-parallel: pipelines.execution.parallel
+        from pipelines.execution import parallel
 
         trainable = parallel.trainable(parallel.DataParallel(
             resources.workers, resources.cpu, resources.gpu, resources.retries, storage,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.spec import JobError, parse_job
+from pipelines.job.spec import JobError, parse_job
 
 # Agreement of a data-parallel fit with the one-process fit of the same global batch, in float64
 # after 300 steps: the runs differ only in the order of floating-point sums (about 1e-14 here).
@@ -60,7 +60,7 @@ _RANK = """
 import hashlib, json, os, sys
 import torch, torch.distributed as dist
 from mflow.config import FitSpec
-from pipelines.parallel import ShardedTrainer
+from pipelines.execution.parallel import ShardedTrainer
 torch.set_num_threads(1)
 dist.init_process_group("gloo", init_method=sys.argv[1], rank=int(sys.argv[2]), world_size=2)
 trainer = ShardedTrainer(FitSpec.from_dict(json.loads(sys.argv[3])))
@@ -108,7 +108,7 @@ def test_the_batch_entropy_term_is_refused_naming_the_key(tmp_path):
     import torch.distributed as dist
 
     from mflow.config import DataSpec, FitSpec
-    from pipelines.parallel import ShardedTrainer
+    from pipelines.execution.parallel import ShardedTrainer
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0,
                             world_size=1)

@@ -8,8 +8,8 @@ import time
 import pandas as pd
 import pytest
 
-from pipelines.spec import JobError
-from pipelines.submit import submit
+from pipelines.execution.submit import submit
+from pipelines.job.spec import JobError
 
 
 def _free_port() -> int:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mflow.fit import FitResult
-from pipelines.analysis import (
+from pipelines.analysis.summary import (
     AnalysisError,
     group_id,
     read_summary,
@@ -22,9 +22,9 @@ from pipelines.analysis import (
     write_summary,
 )
 from pipelines.cli import main
+from pipelines.job.spec import parse_job, plan
 from pipelines.results import load
-from pipelines.spec import parse_job, plan
-from pipelines.store import Store, curve_rows, fit_record
+from pipelines.results.store import Store, curve_rows, fit_record
 
 # floor = sigma2 + noise_floor**2 = 1e-6 + 1e-4 (the defaults); the threshold rule's cut is at
 # 20 * floor = 2.02e-3, so the estimates below are what the threshold rule reads.
@@ -228,7 +228,7 @@ def curved_store(tmp_path: Path, name: str = "curved") -> tuple[Store, list]:
 def test_a_group_below_its_rank_is_flagged_curved_and_keeps_both_numbers(tmp_path: Path):
     """Issue 16: fits that need 3 flat dimensions but are locally 2.1-dimensional read 2,
     keep the rank and the local dimension as columns, and their group is flagged curved."""
-    from pipelines.analysis import curved_note
+    from pipelines.analysis.summary import curved_note
 
     store, fits = curved_store(tmp_path)
     table = store.read_fits()

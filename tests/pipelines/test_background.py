@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pipelines.background import Background
+from pipelines.execution.background import Background
 
 
 def test_calls_run_in_order_in_another_thread_and_close_waits_for_them():

@@ -10,9 +10,7 @@ import pytest
 
 from mflow.config import DataSpec, FitSpec
 from mflow.datasets import DATA_VERSIONS, load
-from pipelines import baselines
-from pipelines.analysis import summarize
-from pipelines.baselines import (
+from pipelines.analysis.baselines import (
     DANCO_MAX_DIM,
     compute_baselines,
     data_sets,
@@ -20,8 +18,9 @@ from pipelines.baselines import (
     points,
     read_baselines,
 )
-from pipelines.spec import parse_job, plan
-from pipelines.store import Store, fit_record
+from pipelines.analysis.summary import baselines, summarize
+from pipelines.job.spec import parse_job, plan
+from pipelines.results.store import Store, fit_record
 
 
 def stored(tmp_path: Path, name: str, datasets=("line", "scurve"), n: int = 1000):

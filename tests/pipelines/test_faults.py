@@ -30,9 +30,9 @@ from mlflow import MlflowClient
 
 from pipelines import runner
 from pipelines.cli import main
-from pipelines.spec import parse_job, plan
-from pipelines.store import Store
-from pipelines.survey import Reporter, run_survey
+from pipelines.execution.survey import Reporter, run_survey
+from pipelines.job.spec import parse_job, plan
+from pipelines.results.store import Store
 
 BIN = Path(sys.executable).parent
 
@@ -318,9 +318,9 @@ CRASH_MID_WRITE = """
 import json, os, signal, sys
 import pyarrow.parquet as pq
 from mflow.fit import fit
-from pipelines import store as store_module
-from pipelines.spec import parse_job, plan
-from pipelines.store import Store, curve_rows, fit_record
+from pipelines.results import store as store_module
+from pipelines.job.spec import parse_job, plan
+from pipelines.results.store import Store, curve_rows, fit_record
 
 job = parse_job(json.loads(sys.argv[1]))
 first, second = plan(job)
@@ -515,8 +515,8 @@ def test_a_fit_recorded_again_keeps_one_active_mlflow_run(tmp_path: Path, tiny_j
     """A fit recorded in MLflow twice (retried, or recorded just before a crash kept it out of
     Parquet) has one active run: the earlier one is moved to MLflow's deleted runs; and
     ``sync-mlflow`` deletes a stray run that a crash left beside the one the row names."""
-    from pipelines.store import fit_record
-    from pipelines.tracking import Tracker
+    from pipelines.results.store import fit_record
+    from pipelines.results.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     [fit] = plan(tiny_job("recorded-twice", grid={}))

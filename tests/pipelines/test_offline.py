@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from mflow.batch import main as batch
 from mflow.batch import read_results
 from pipelines.cli import main
-from pipelines.store import Store
+from pipelines.results.store import Store
 from tests.pipelines.conftest import tiny_raw
 
 

@@ -17,10 +17,10 @@ from mflow.datasets import Dataset, load
 from mflow.fit import fit
 from mflow.pack import fit_pack, pack_key
 from pipelines import runner
-from pipelines.packing import MAX_PACK, auto_pack_size, make_packs, step_cost
-from pipelines.spec import JobError, parse_job, plan
-from pipelines.store import Store
-from pipelines.survey import Reporter, run_survey
+from pipelines.execution.packing import MAX_PACK, auto_pack_size, make_packs, step_cost
+from pipelines.execution.survey import Reporter, run_survey
+from pipelines.job.spec import JobError, parse_job, plan
+from pipelines.results.store import Store
 
 ray_local = pytest.mark.usefixtures("ray_local")
 SEEDS = {"seed": [0, 1, 2]}

@@ -1,5 +1,5 @@
 """A user's .parquet data file loads through the pipeline's pyarrow reader, which the entry
-points that load data register (pipelines.data): importing pipelines registers nothing."""
+points that load data register (pipelines.job.readers): importing pipelines registers nothing."""
 
 import subprocess
 import sys
@@ -13,9 +13,9 @@ import yaml
 
 from mflow.config import DataSpec
 from mflow.datasets import load
-from pipelines.data import register_readers
-from pipelines.store import Store
-from pipelines.survey import run_survey
+from pipelines.execution.survey import run_survey
+from pipelines.job.readers import register_readers
+from pipelines.results.store import Store
 from tests.pipelines.conftest import tiny_raw
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def test_non_numeric_parquet_columns_are_named(tmp_path):
 def test_importing_pipelines_leaves_mflow_s_readers_alone(tmp_path):
     path = _points(tmp_path / "points.parquet")
     done = _python(
-        "import pipelines, pipelines.cli, pipelines.runner, pipelines.survey\n"
+        "import pipelines, pipelines.cli, pipelines.runner, pipelines.execution.survey\n"
         "from mflow.config import DataSpec\n"
         "from mflow.datasets import load\n"
         "from mflow.datasets.arrays import TABLE_READERS\n"

@@ -1,4 +1,5 @@
-"""Known answers of the sample-quality measures (pipelines.quality), and the table of a store."""
+"""Known answers of the sample-quality measures (pipelines.analysis.quality), and the table of a
+store."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 from mflow.config import DataSpec
 from mflow.datasets import load
 from mflow.fit import Trainer
-from pipelines.quality import factor_spearman, off_manifold_distance, quality_table
-from pipelines.spec import parse_job, plan
-from pipelines.store import Store, curve_rows, fit_record
+from pipelines.analysis.quality import factor_spearman, off_manifold_distance, quality_table
+from pipelines.job.spec import parse_job, plan
+from pipelines.results.store import Store, curve_rows, fit_record
 
 REFERENCE_N = 50_000  # enough for a distance error below 1e-3 on |t| <= 1.5
 

@@ -18,10 +18,10 @@ from mflow.fit import CurvePoint, FitResult, fit_artifacts
 from mflow.model import ManifoldFlow
 from pipelines import plots
 from pipelines.cli import main
+from pipelines.job.spec import parse_job, plan
 from pipelines.report import _upload, build_report
 from pipelines.results import load
-from pipelines.spec import parse_job, plan
-from pipelines.store import Store, curve_rows, fit_record
+from pipelines.results.store import Store, curve_rows, fit_record
 
 
 def tiny_raw(name: str) -> dict:

@@ -17,11 +17,11 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from pipelines import store as store_module
 from pipelines.cli import main
+from pipelines.job.spec import parse_job, plan
 from pipelines.results import load
-from pipelines.spec import parse_job, plan
-from pipelines.store import Store, fit_record
+from pipelines.results import store as store_module
+from pipelines.results.store import Store, fit_record
 
 ROOT = Path(__file__).resolve().parents[2]
 SURVEY = Path(sys.executable).parent / "survey"

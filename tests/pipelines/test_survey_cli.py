@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.spec import load_job, plan
-from pipelines.store import Store, fit_record
+from pipelines.job.spec import load_job, plan
+from pipelines.results.store import Store, fit_record
 
 JOB = """\
 name: clitest

@@ -15,9 +15,9 @@ from mlflow import MlflowClient
 from mflow.config import FitSpec
 from pipelines import runner
 from pipelines.cli import main
-from pipelines.spec import fit_id, plan
-from pipelines.store import Store
-from pipelines.survey import Reporter, run_survey
+from pipelines.execution.survey import Reporter, run_survey
+from pipelines.job.spec import fit_id, plan
+from pipelines.results.store import Store
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -282,8 +282,8 @@ def test_fits_that_ended_before_a_ctrl_c_are_flushed_to_mlflow_and_parquet(
     import threading
     import time
 
-    from pipelines import survey
-    from pipelines.tracking import Tracker
+    from pipelines.execution import survey
+    from pipelines.results.tracking import Tracker
 
     job = tiny_job("ctrl-c", grid={"seed": [0, 1, 2, 3, 4, 5]},
                    train={"steps": 60, "log_every": 20, "batch_size": 32},

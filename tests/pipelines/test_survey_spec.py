@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pipelines.job.spec
+import pipelines.results.store
+import pipelines.results.tracking
 import pipelines.runner
-import pipelines.spec
-import pipelines.store
-import pipelines.tracking
 from mflow.config import DataSpec, FitSpec
 from mflow.datasets import DATA_VERSIONS
-from pipelines.spec import (
+from pipelines.job.spec import (
     JobError,
     count,
     expand,
@@ -241,7 +241,8 @@ def test_file_errors_name_the_file(tmp_path: Path, text, expected):
 
 
 @pytest.mark.parametrize(
-    "module", [pipelines.spec, pipelines.store, pipelines.tracking, pipelines.runner]
+    "module",
+    [pipelines.job.spec, pipelines.results.store, pipelines.results.tracking, pipelines.runner],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

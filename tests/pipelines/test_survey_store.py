@@ -12,9 +12,9 @@ import pytest
 
 from mflow.config import FitSpec
 from mflow.fit import CurvePoint, FitResult
-from pipelines.spec import Fit, legacy_fit_id, parse_job, plan
-from pipelines.store import FITS_SCHEMA, Store, curve_rows, fit_record
-from pipelines.survey import run_survey
+from pipelines.execution.survey import run_survey
+from pipelines.job.spec import Fit, legacy_fit_id, parse_job, plan
+from pipelines.results.store import FITS_SCHEMA, Store, curve_rows, fit_record
 
 REQUIRED = [
     "survey", "fit_id", "dataset", "subset", "class", "noise_floor", "seed", "n", "ambient_dim",

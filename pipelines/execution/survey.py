@@ -1,7 +1,8 @@
 """A survey run, end to end: plan the fits, skip the finished ones, run the rest on Ray, and
 record each fit as it ends (MLflow first, for its run id, then Parquet).
 
-The driver records in one background thread (``pipelines.background``), in the order the fits
+The driver records in one background thread (``pipelines.execution.background``), in the order the
+fits
 ended, so Tune's event loop does not wait on MLflow or the results store; the thread's queue
 is bounded, and it is flushed before the survey run ends, also when it was interrupted
 (Ctrl-C stops Tune, then the fits that had ended are recorded). A write that fails stops the
@@ -28,11 +29,11 @@ import numpy as np
 
 from mflow.fit import FitResult
 from pipelines import runner
-from pipelines.analysis import update_summary
-from pipelines.background import Background
-from pipelines.spec import Fit, Job, JobError, plan
-from pipelines.store import Store, curve_rows, fit_record
-from pipelines.tracking import Tracker
+from pipelines.analysis.summary import update_summary
+from pipelines.execution.background import Background
+from pipelines.job.spec import Fit, Job, JobError, plan
+from pipelines.results.store import Store, curve_rows, fit_record
+from pipelines.results.tracking import Tracker
 
 __all__ = ["Reporter", "SurveyOutcome", "pending_fits", "run_survey", "status_counts"]
 

@@ -246,10 +246,11 @@ class Resources(BaseModel):
     cpu: LaxFloat = Field(1.0, gt=0)  # CPUs per trial (per worker when workers > 1)
     gpu: LaxFloat = Field(0.0, ge=0)  # GPUs per trial; fractions share a GPU (per worker: 0 or 1)
     # Processes per fit: > 1 trains each fit data-parallel over this many Ray Train workers,
-    # each holding cpu and gpu (pipelines.parallel); needs pack 1
+    # each holding cpu and gpu (pipelines.execution.parallel); needs pack 1
     workers: StrictInt = Field(1, ge=1)
     # Fits per trial: at most this many same-shaped fits train as one vectorised ensemble; 1
-    # runs each fit alone; auto sizes packs from the model and the device (pipelines.packing).
+    # runs each fit alone; auto sizes packs from the model and the device
+    # (pipelines.execution.packing).
     pack: Pack = 1
     # Trials at once; None: as many as the cluster holds, nodes that join later included
     max_concurrent: StrictInt | None = Field(None, ge=1)
@@ -265,7 +266,7 @@ class Analysis(BaseModel):
     group_by: list[StrictStr] | None = None  # grid axes to group by; None: all but the seed
 
     def options(self) -> dict[str, Any]:
-        """Keyword arguments of ``pipelines.analysis.summarize``."""
+        """Keyword arguments of ``pipelines.analysis.summary.summarize``."""
         return {"group_by": self.group_by}
 
 
@@ -435,7 +436,7 @@ def fit_id(spec: FitSpec) -> str:
     survey. A changed default value does change the ids, as it should: those fits are different
     fits. So does a dataset's loader version above 1 (``mflow.datasets.DATA_VERSIONS``): the
     same config then loads other points. Fits stored under the ids of before
-    (``legacy_fit_id``) are taken over by ``pipelines.store.Store.adopt_legacy``.
+    (``legacy_fit_id``) are taken over by ``pipelines.results.store.Store.adopt_legacy``.
 
     Example:
         >>> fit_id(FitSpec()) == fit_id(FitSpec.from_dict(FitSpec().to_dict()))
@@ -671,7 +672,8 @@ def parse_job(
 
 def _check_workers(resources: Resources) -> None:
     """A trial's process uses one GPU at most; more devices per fit are ``resources.workers``
-    (data-parallel, ``pipelines.parallel``), which train one fit per trial on whole GPUs."""
+    (data-parallel, ``pipelines.execution.parallel``), which train one fit per trial on whole
+    GPUs."""
     if resources.gpu > 1:
         raise JobError(
             f"resources.gpu: {resources.gpu:g} asked for; a trial's process uses one GPU at "
@@ -775,7 +777,7 @@ def check_data(fits: Sequence[Fit]) -> None:
     asked of data without labels, and fewer points than one batch. The loaders' messages
     name the file; the grid point is added when the fit has one.
     """
-    from pipelines.data import register_readers
+    from pipelines.job.readers import register_readers
 
     register_readers()  # a user's .parquet data file is read through pyarrow
     sources: dict[Any, Any] = {}

@@ -28,7 +28,8 @@ each group the summary holds
   median over ok fits of the drop ``log(lambda_k + floor) - log(lambda_{k+1} + floor)`` at
   each fit's cut ``k``.
 
-- across floors (issue 15; ``pipelines.scales``): ``log_volume``, the median over ok fits of
+- across floors (issue 15; ``pipelines.analysis.scales``): ``log_volume``, the median over ok fits
+of
   ``log det(A A^T + sigma2 I)``, and ``log_volumes`` (per fit, seed order); for a group whose
   family (its axes less ``noise_floor``) has fits at three or more floors, the scale readout
   ``id_scale`` (``id_scale_raw``, ``id_scale_min``, ``id_scale_max`` over seeds),
@@ -60,14 +61,14 @@ from mflow.config import FitSpec
 from mflow.local import headline_dimension
 from mflow.readout import RULES, estimate_dimension, log_gap_at, readout_floor
 from mflow.scales import log_volume
-from pipelines.scales import (
+from pipelines.analysis.scales import (
     SCALE_COLUMNS,
     SCALE_RULE,
     add_scale_columns,
     family_summary,
     update_scales,
 )
-from pipelines.store import Store, group_label
+from pipelines.results.store import Store, group_label
 
 __all__ = [
     "BAND",
@@ -127,7 +128,7 @@ SUMMARY_SCHEMA = pa.schema(
         ("gap", pa.float64()),  # median over ok fits of the log-gap at each fit's cut
         ("log_volume", pa.float64()),  # median over ok fits of log det(A A^T + sigma2 I)
         ("log_volumes", _FLOATS),  # per fit, seed order; null when not ok
-        *SCALE_COLUMNS.items(),  # the scale readout of the group's family (pipelines.scales)
+        *SCALE_COLUMNS.items(),  # the scale readout of the family (analysis.scales)
         ("eig_median", _FLOATS),  # per rank, over ok fits
         ("eig_q10", _FLOATS),
         ("eig_q90", _FLOATS),
@@ -477,7 +478,7 @@ def summarize(
     Args:
         fits: the fits table (``Store.read_fits``).
         rule: read every spectrum again with this rule; ``None`` keeps the stored estimates;
-            ``scale`` reads each family across its floors (``pipelines.scales``).
+            ``scale`` reads each family across its floors (``pipelines.analysis.scales``).
         threshold: the ``threshold`` rule's factor; ``None``: each fit's configured one.
         group_by: the grid axes to group by; ``None``: every axis but the seed.
         fit_ids: keep only these fits, and order the groups as they first appear here (the
@@ -556,7 +557,7 @@ def update_summary(
     **options: Any,
 ) -> pd.DataFrame | None:
     """Summarise the stored fits and write ``summary.parquet`` (``options``: see ``summarize``),
-    and ``scales.parquet`` when the survey has a noise-floor axis (``pipelines.scales``).
+    and ``scales.parquet`` when the survey has a noise-floor axis (``pipelines.analysis.scales``).
 
     Called at the end of ``survey run``; a failure here is reported through ``warn`` (when
     given) rather than raised, since the fits themselves are safely stored.

@@ -202,7 +202,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    from pipelines.data import register_readers
+    from pipelines.job.readers import register_readers
     from pipelines.runner import _metrics, _write_checkpoint
 
     register_readers()  # the worker loads the fit's data, maybe a user's .parquet file

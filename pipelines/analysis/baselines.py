@@ -38,7 +38,7 @@ import pyarrow.fs as pafs
 
 from mflow.config import FitSpec
 from mflow.datasets import DATA_VERSIONS, load
-from pipelines.store import Store
+from pipelines.results.store import Store
 
 __all__ = [
     "BASELINES_SCHEMA",
@@ -195,7 +195,7 @@ def _key(items: Sequence[Mapping[str, Any]], name: str) -> str:
 def run_group(task: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The rows of one group: ``task`` has ``survey``, ``group``, ``group_id``, ``items``
     (from ``data_sets``) and ``estimators``. Pure apart from loading the data."""
-    from pipelines.data import register_readers
+    from pipelines.job.readers import register_readers
 
     register_readers()  # in a Ray task too: a user's .parquet data
     items, names = task["items"], task["estimators"]

@@ -24,11 +24,9 @@ import numpy as np
 from mflow.batch import read_results
 from mflow.config import FitSpec
 from mflow.fit import FitResult
-from pipelines.analysis import update_summary
-from pipelines.background import Background
-from pipelines.spec import Fit, Job, JobError, fit_id, legacy_fit_id, plan
-from pipelines.store import Store
-from pipelines.survey import (
+from pipelines.analysis.summary import update_summary
+from pipelines.execution.background import Background
+from pipelines.execution.survey import (
     Reporter,
     SurveyOutcome,
     _flush,
@@ -36,6 +34,8 @@ from pipelines.survey import (
     _Recorder,
     pending_fits,
 )
+from pipelines.job.spec import Fit, Job, JobError, fit_id, legacy_fit_id, plan
+from pipelines.results.store import Store
 
 __all__ = ["ImportOutcome", "export_plan", "import_results"]
 

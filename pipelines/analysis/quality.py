@@ -32,7 +32,7 @@ from sklearn.neighbors import KDTree
 
 from mflow.config import DataSpec, FitSpec
 from mflow.datasets import Dataset, load
-from pipelines.store import Store
+from pipelines.results.store import Store
 
 __all__ = [
     "REFERENCE_DATASETS",
@@ -199,7 +199,7 @@ def quality_table(out: str | os.PathLike, survey: str) -> pd.DataFrame:
     The fits' data are loaded again from their stored configs (MNIST-based data need their
     files). ``FileNotFoundError`` when the survey has no fits there.
     """
-    from pipelines.data import register_readers
+    from pipelines.job.readers import register_readers
 
     register_readers()  # the fits' data are loaded again: maybe a user's .parquet file
     store = Store(out, survey)

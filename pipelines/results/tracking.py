@@ -45,8 +45,8 @@ from urllib.parse import urlsplit
 
 from mflow.config import FitSpec
 from mflow.fit import FitResult
-from pipelines.spec import Fit, Job
-from pipelines.store import Store, group_label
+from pipelines.job.spec import Fit, Job
+from pipelines.results.store import Store, group_label
 
 __all__ = [
     "DEFAULT_TRACKING_URI",

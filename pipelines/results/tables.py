@@ -45,8 +45,8 @@ def is_job_file(target: str | os.PathLike) -> bool:
 
 
 class Results(NamedTuple):
-    """The tables of one survey (see ``pipelines.store``, ``pipelines.analysis`` and
-    ``pipelines.baselines`` for their columns)."""
+    """The tables of one survey (see ``pipelines.results.store``, ``pipelines.analysis.summary`` and
+    ``pipelines.analysis.baselines`` for their columns)."""
 
     fits: pd.DataFrame  # one row per fit
     curves: pd.DataFrame  # one row per fit and logged step
@@ -61,10 +61,10 @@ def load(name: str | os.PathLike, out: str | os.PathLike | None = None) -> Resul
     is the stored ``summary.parquet`` (what the last ``survey run``, ``analyze`` or ``report``
     wrote), or, when there is none, computed here from the fits with their own readout rules.
     """
-    from pipelines.analysis import read_summary, summarize
-    from pipelines.baselines import read_baselines
-    from pipelines.spec import load_job
-    from pipelines.store import Store
+    from pipelines.analysis.baselines import read_baselines
+    from pipelines.analysis.summary import read_summary, summarize
+    from pipelines.job.spec import load_job
+    from pipelines.results.store import Store
 
     target = os.fspath(name)
     if is_job_file(target):

@@ -1,0 +1,3 @@
+"""Analysis: the stored fits summarised per group, across noise floors (scales), beside the
+classical estimators (baselines) and judged by their samples (quality).
+"""
