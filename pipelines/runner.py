@@ -220,21 +220,26 @@ def _trial(config: dict[str, Any]) -> None:
         if due:
             last_checkpoint = time.monotonic()
 
-    if len(specs) == 1:
-        results = [trainer.run(lambda point, _: report(_metrics(fit_ids[0], point)))]
-    else:
-        points: dict[str, dict[str, Any]] = {}
+    # The points of one logged step are reported (and checkpointed) once every fit's early
+    # stop at that step is decided: a checkpoint taken before it would resume a fit that
+    # settled there past its stop.
+    pending: dict[str, dict[str, Any]] = {}
 
-        def callback(k: int, point: CurvePoint, pack) -> None:
-            # One report per logged step, with the points of every fit logged at that step.
-            points[fit_ids[k]] = _metrics(fit_ids[k], point)
-            logged = [j for j, curve in enumerate(pack.curves) if curve
-                      and curve[-1].step == pack.step]
-            if k == logged[-1]:
-                report({"step": pack.step, "fits": dict(points)})
-                points.clear()
+    def collect(k: int, point: CurvePoint, _pack) -> None:
+        pending[fit_ids[k]] = _metrics(fit_ids[k], point)
 
-        results = trainer.run(callback)
+    def after_log(pack) -> None:
+        if not pending:
+            return
+        if len(specs) == 1:
+            metrics = pending[fit_ids[0]]
+        else:  # one report per logged step, with the points of every fit logged at it
+            metrics = {"step": pack.step, "fits": dict(pending)}
+        pending.clear()
+        report(metrics)
+
+    loop = trainer.pack if len(specs) == 1 else trainer
+    results = loop.run(collect, after_log)
     final = {"step": trainer.step, "final": True, "fit_ids": fit_ids,
              "statuses": [r.status for r in results]}
     _report(trainer, fit_ids, final, results=dict(zip(fit_ids, results, strict=True)),
