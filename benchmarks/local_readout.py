@@ -22,7 +22,7 @@ import torch
 
 from mflow.config import FitSpec
 from mflow.fit import Trainer
-from pipelines.job.spec import load_job, plan
+from pipelines.job import load_job, plan
 
 
 def local_pca(points: np.ndarray, neighbours: int) -> float:

@@ -167,7 +167,7 @@ def overhead(pool, cores: int, fit_seconds: float, per_core_rate: float,
     from mlflow import MlflowClient
 
     from pipelines.execution.survey import run_survey
-    from pipelines.job.spec import parse_job
+    from pipelines.job import parse_job
 
     # Ray starts its workers at niceness 15: on a machine shared with other work they would
     # yield to it while the bare reference (niceness 0) does not. Measure both at 0.

@@ -4,16 +4,35 @@ Every field is a primitive (or a tuple of primitives), so a ``FitSpec`` can be h
 compared, written to JSON and sent between processes. The defaults are the project's one
 default configuration for vector data (see the README for how they were chosen); image data
 take ``model.kind = 'conv'``.
+
+Each field's type carries its constraints: a bound as ``annotated_types`` metadata
+(``Annotated[float, Gt(0.0)]``) and a closed set of values as a ``Literal``. They are the one
+schema: ``check_fields`` checks them here (``mflow.fit.check_train``), and the survey
+pipeline's job files are validated against the same types (``pipelines.job.schema``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import operator
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-__all__ = ["DataSpec", "FitSpec", "ModelSpec", "PriorSpec", "ReadoutSpec", "TrainSpec"]
+from annotated_types import Ge, Gt, Le, Lt
+
+__all__ = [
+    "DataSpec",
+    "FitSpec",
+    "ModelSpec",
+    "PriorSpec",
+    "ReadoutSpec",
+    "TrainSpec",
+    "check_fields",
+    "choices",
+]
 
 
 @dataclass(frozen=True)
@@ -21,14 +40,14 @@ class DataSpec:
     """Which points a fit sees. See ``mflow.datasets`` for the names and their options."""
 
     dataset: str = "sine"  # registry name: sine, line, scurve, fading_square, mnist, ...
-    n: int = 2000  # number of points (per class for class-structured data)
+    n: Annotated[int, Ge(1)] = 2000  # number of points (per class for class-structured data)
     seed: int = 0  # seed of the sampling or of the subset drawn
     classes: tuple[int, ...] | None = None  # class labels kept (mnist); None keeps all
-    split: str = "train"  # train or test (mnist)
+    split: Literal["test", "train"] = "train"  # train or test (mnist)
     root: str | None = None  # folder with data files (mnist); None: $MFLOW_DATA_DIR or cache
     path: str | None = None  # a user's array file (array)
     key: str | None = None  # array name inside an .npz file (array)
-    latent_dim: int = 5  # true dimension of synthetic_mnist
+    latent_dim: Annotated[int, Ge(1)] = 5  # true dimension of synthetic_mnist
     # Ambient dimension D of the constructed manifolds (sphere, torus, swiss_roll, helix,
     # warped_subspace, hypercube, affine; their intrinsic dimension is latent_dim), embedded in
     # R^D by a random rotation; None: the family's smallest (e.g. latent_dim + 1 for the sphere)
@@ -36,7 +55,8 @@ class DataSpec:
     standardize: bool = True  # array, constructed manifolds: centre, divide by the principal std
     dequantize: bool = False  # add U(0, 1/256) to pixel values (mnist)
     scale: bool = True  # pixel values to [0, 1] (mnist); False keeps grey levels 0..255
-    vae_steps: int = 20000  # training steps of the VAE behind synthetic_mnist (cached on disk)
+    # Training steps of the VAE behind synthetic_mnist (cached on disk)
+    vae_steps: Annotated[int, Ge(1)] = 20000
     # Std of isotropic Gaussian noise added to every point after loading (and standardising),
     # drawn from the seed: data of known dimension made full-dimensional below this scale
     # (issue 15). None (the default) adds none and keeps the fit ids of before.
@@ -47,7 +67,8 @@ class DataSpec:
 class ModelSpec:
     """The flow ``g``. ``kind='mlp'`` for vectors, ``'conv'`` for images (C, H, W)."""
 
-    kind: str = "mlp"  # mlp (fully connected couplings) or conv (squeeze + conv couplings)
+    # Mlp (fully connected couplings) or conv (squeeze + conv couplings)
+    kind: Literal["conv", "mlp"] = "mlp"
     volume_preserving: bool = True  # GIN couplings (True) or RealNVP couplings (baseline)
     couplings: int = 8  # fully connected couplings (mlp), or after the conv part (conv)
     hidden: int = 24  # hidden units of the MLP conditioners (paper: 24)
@@ -63,67 +84,80 @@ class ModelSpec:
 class PriorSpec:
     """The latent prior: learnable degenerate ``N(0, A A^T)`` or fixed ``N(0, I)``."""
 
-    kind: str = "manifold"  # manifold (learnable A) or standard (fixed N(0, I), baseline)
+    # Manifold (learnable A) or standard (fixed N(0, I), baseline)
+    kind: Literal["manifold", "standard"] = "manifold"
     # Variance of the spread noise eps added to g(x). The paper uses 1e-4; here it is kept well
     # below the data-noise floor squared (1e-4), because where sigma2 is comparable to it the
     # loss rewards squeezing the manifold's length into its thickness (README, "Defaults").
-    sigma2: float = 1e-6
-    entropy_weight: float = 0.0  # weight of the batch negative-entropy term (paper B.4); 0 = off
+    sigma2: Annotated[float, Gt(0.0)] = 1e-6
+    # Weight of the batch negative-entropy term (paper B.4); 0 = off
+    entropy_weight: Annotated[float, Ge(0.0)] = 0.0
 
 
 @dataclass(frozen=True)
 class TrainSpec:
     """Optimisation of one fit."""
 
-    steps: int = 4000  # optimiser steps
-    prior_init: str = "data"  # identity (A = I, the paper) or data (A A^T = data covariance)
-    batch_size: int = 256  # points per step, drawn with replacement
-    lr: float = 1e-3  # Adam learning rate of the flow
-    lr_prior: float = 1e-2  # Adam learning rate of A: faster, so the prior tracks the flow
+    steps: Annotated[int, Ge(0)] = 4000  # optimiser steps
+    # Identity (A = I, the paper) or data (A A^T = data covariance)
+    prior_init: Literal["data", "identity"] = "data"
+    batch_size: Annotated[int, Ge(1)] = 256  # points per step, drawn with replacement
+    lr: Annotated[float, Gt(0.0)] = 1e-3  # Adam learning rate of the flow
+    # Adam learning rate of A: faster, so the prior tracks the flow
+    lr_prior: Annotated[float, Gt(0.0)] = 1e-2
     # ... at latent dimensions D up to this; above it, lr_prior * sqrt(lr_prior_dim / D). Adam
     # moves each of A's D(D+1)/2 entries by about its learning rate, even where the gradient is
     # only noise, so a row of A (an eigenvalue's worth of A A^T) drifts by about D lr^2: at a
     # fixed rate a 400-D or 784-D prior never settles below the readout floor (README,
     # "Results"). None: lr_prior at every D (the behaviour before this field existed).
-    lr_prior_dim: int | None = 3
-    lr_decay: float = 0.9  # multiply the learning rate by this ...
-    lr_decay_every: int = 400  # ... every this many steps
-    weight_decay: float = 0.0  # L2 penalty (Adam's weight_decay) on the flow's parameters
-    weight_decay_prior: float = 0.0  # L2 penalty on A, separately
-    noise_start: float = 0.5  # std of the Gaussian data noise sigma_x at step 0 (coarse to fine)
-    noise_floor: float = 0.01  # sigma_x never goes below this
-    noise_decay: float = 0.85  # multiply sigma_x by this ...
-    noise_decay_every: int = 100  # ... every this many steps
-    grad_clip: float | None = 10.0  # max gradient norm; None disables clipping
+    lr_prior_dim: Annotated[int, Ge(1)] | None = 3
+    lr_decay: Annotated[float, Gt(0.0)] = 0.9  # multiply the learning rate by this ...
+    lr_decay_every: Annotated[int, Ge(1)] = 400  # ... every this many steps
+    # L2 penalty (Adam's weight_decay) on the flow's parameters
+    weight_decay: Annotated[float, Ge(0.0)] = 0.0
+    weight_decay_prior: Annotated[float, Ge(0.0)] = 0.0  # L2 penalty on A, separately
+    # Std of the Gaussian data noise sigma_x at step 0 (coarse to fine); > 0, as the initial
+    # prior A A^T = cov(g(x)) + noise_start^2 I may otherwise be singular.
+    noise_start: Annotated[float, Gt(0.0)] = 0.5
+    noise_floor: Annotated[float, Gt(0.0)] = 0.01  # sigma_x never goes below this
+    noise_decay: Annotated[float, Gt(0.0)] = 0.85  # multiply sigma_x by this ...
+    noise_decay_every: Annotated[int, Ge(1)] = 100  # ... every this many steps
+    grad_clip: Annotated[float, Gt(0.0)] | None = 10.0  # max gradient norm; None disables clipping
     seed: int = 0  # seed of initialisation, batch order and noise
-    log_every: int = 100  # record loss, spectrum and estimate every this many steps
+    # Record loss, spectrum and estimate every this many steps
+    log_every: Annotated[int, Ge(1)] = 100
     # Early stop (see mflow.settle): end the fit at the first logged point where it has settled
     # over its last this-many + 1 logged points; 0 = off (the default).
-    early_stop_window: int = 0
-    early_stop_tol: float = 0.05  # flat loss: max - min over the window <= tol * max(1, |loss|)
+    early_stop_window: Annotated[int, Ge(0)] = 0
+    # Flat loss: max - min over the window <= tol * max(1, |loss|)
+    early_stop_tol: Annotated[float, Ge(0.0)] = 0.05
     # How A A^T follows the flow (None: 'adam'). 'adam': A is a parameter trained by Adam at
     # lr_prior. 'moment': A A^T is set every prior_every steps to the objective's maximiser for
     # the flow as it stands, the second moment E[g(x) g(x)^T] of the codes (the spread noise
     # cancels out), estimated by an exponential moving average over the training batches with
     # decay prior_ema per step (README, "Settling").
-    prior_update: str | None = None
-    prior_every: int | None = None  # None: 5
-    prior_ema: float | None = None  # None: 0.98
+    prior_update: Literal["adam", "moment"] | None = None
+    prior_every: Annotated[int, Ge(1)] | None = None  # None: 5
+    prior_ema: Annotated[float, Ge(0.0), Lt(1.0)] | None = None  # None: 0.98
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
-    dtype: str = "float32"  # float32 or float64
+    dtype: Literal["float32", "float64"] = "float32"
 
 
 @dataclass(frozen=True)
 class ReadoutSpec:
     """How the spectrum of ``A A^T`` becomes a dimension. See ``mflow.readout``."""
 
-    rule: str = "threshold"  # threshold or gap
-    threshold: float = 20.0  # threshold rule: count eigenvalues above threshold * floor,
-    # where floor = prior.sigma2 + train.noise_floor**2 (see mflow.readout)
+    rule: Literal["gap", "threshold"] = "threshold"
+    # The threshold rule counts the eigenvalues above threshold * floor, where
+    # floor = prior.sigma2 + train.noise_floor**2 (see mflow.readout).
+    threshold: Annotated[float, Gt(0.0)] = 20.0
     # When a fit counts as settled (mflow.settle); None: the defaults there (5, 1.5, 2.0).
-    settle_window: int | None = None  # logged points judged (the last this-many + 1)
-    settle_drift: float | None = None  # max factor the eigenvalues either side of the cut move
-    settle_margin: float | None = None  # min factor between those eigenvalues and the cut
+    # Logged points judged (the last this-many + 1)
+    settle_window: Annotated[int, Ge(1)] | None = None
+    # Max factor the eigenvalues either side of the cut move
+    settle_drift: Annotated[float, Ge(1.0)] | None = None
+    # Min factor between those eigenvalues and the cut
+    settle_margin: Annotated[float, Gt(0.0)] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,3 +199,69 @@ class FitSpec:
             self,
             **{k: dataclasses.replace(getattr(self, k), **v) for k, v in sections.items()},
         )
+
+
+# -- the constraints declared on the fields -----------------------------------------------
+
+_BOUNDS = ((Gt, "gt", ">", operator.gt), (Ge, "ge", ">=", operator.ge),
+           (Lt, "lt", "<", operator.lt), (Le, "le", "<=", operator.le))
+
+
+def _without_none(tp: Any) -> Any:
+    """``X`` for ``X | None``; ``tp`` otherwise."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+    return tp
+
+
+def choices(cls: type, name: str) -> tuple[Any, ...]:
+    """The values a ``Literal`` field of the config dataclass ``cls`` takes.
+
+    Example:
+        >>> choices(ModelSpec, "kind")
+        ('conv', 'mlp')
+    """
+    tp = _without_none(typing.get_type_hints(cls)[name])
+    if typing.get_origin(tp) is not Literal:
+        raise TypeError(f"{cls.__name__}.{name} is not a field with a closed set of values")
+    return typing.get_args(tp)
+
+
+def _problem(tp: Any, value: Any) -> str | None:
+    """What is wrong with ``value`` for a field of type ``tp`` (bounds and choices), or None."""
+    tp = _without_none(tp)
+    if value is None:  # an optional field left unset
+        return None
+    if typing.get_origin(tp) is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            return f"expected one of {', '.join(map(str, allowed))}, got {value!r}"
+    elif typing.get_origin(tp) is Annotated:
+        for bound in tp.__metadata__:
+            for kind, attr, sign, holds in _BOUNDS:
+                if isinstance(bound, kind):
+                    limit = getattr(bound, attr)
+                    try:
+                        ok = holds(value, limit)
+                    except TypeError:
+                        return f"expected a number, got {value!r}"
+                    if not ok:  # NaN fails every bound
+                        return f"must be {sign} {limit:g}, got {value!r}"
+    return None
+
+
+def check_fields(section: Any, where: str) -> None:
+    """Refuse a value outside the bounds or choices declared on its field (``ValueError``
+    naming ``where.field``); ``section`` is one of the config dataclasses above.
+
+    Example:
+        >>> check_fields(TrainSpec(lr=0.0), "train")
+        Traceback (most recent call last):
+            ...
+        ValueError: train.lr: must be > 0, got 0.0
+    """
+    hints = typing.get_type_hints(type(section), include_extras=True)
+    for f in dataclasses.fields(section):
+        problem = _problem(hints[f.name], getattr(section, f.name))
+        if problem is not None:
+            raise ValueError(f"{where}.{f.name}: {problem}")

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from mflow.checkpoint import load_checkpoint, save_checkpoint
-from mflow.config import FitSpec, TrainSpec
+from mflow.config import FitSpec, TrainSpec, check_fields, choices
 from mflow.datasets import Dataset
 from mflow.local import LOCAL_RULE, LocalDimension, headline_dimension, local_dimension
 from mflow.model import ManifoldFlow
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-PRIOR_UPDATES = ("adam", "moment")  # train.prior_update
+PRIOR_UPDATES = choices(TrainSpec, "prior_update")  # train.prior_update
 PRIOR_EVERY = 5  # train.prior_every when None
 PRIOR_EMA = 0.98  # train.prior_ema when None
 
@@ -170,31 +170,17 @@ def noise_std(train: TrainSpec, step: int) -> float:
 
 
 def check_train(train: TrainSpec) -> None:
-    """Refuse training settings that cannot run, naming the field."""
-    if train.dtype not in DTYPES:
-        raise ValueError(f"train.dtype: unknown {train.dtype!r}; known: {sorted(DTYPES)}")
-    if train.prior_init not in ("identity", "data"):
-        raise ValueError(
-            f"train.prior_init: unknown {train.prior_init!r}; known: 'data', 'identity'"
-        )
-    if train.batch_size < 1 or train.steps < 0 or train.log_every < 1:
-        raise ValueError("train: batch_size and log_every must be >= 1, steps >= 0")
-    if train.early_stop_window < 0 or not train.early_stop_tol >= 0:
-        raise ValueError("train: early_stop_window and early_stop_tol must be >= 0")
-    if not train.noise_start > 0 or not train.noise_floor > 0:
-        raise ValueError(
-            f"train.noise_start and train.noise_floor must be > 0, got {train.noise_start} and "
-            f"{train.noise_floor} (the prior starts at the data covariance + noise_start^2 I)"
-        )
-    if train.prior_update is not None and train.prior_update not in PRIOR_UPDATES:
-        raise ValueError(
-            f"train.prior_update: unknown {train.prior_update!r}; known: {list(PRIOR_UPDATES)}"
-        )
-    every, decay = prior_update_settings(train)
-    if every < 1 or not 0 <= decay < 1:
-        raise ValueError(
-            f"train: prior_every must be >= 1 and prior_ema in [0, 1), got {every} and {decay}"
-        )
+    """Refuse training settings that cannot run, naming the field: the bounds and choices
+    declared on ``TrainSpec``'s fields (``mflow.config.check_fields``), the same ones a job
+    file is validated against.
+
+    Example:
+        >>> check_train(TrainSpec(prior_update="newton"))
+        Traceback (most recent call last):
+            ...
+        ValueError: train.prior_update: expected one of adam, moment, got 'newton'
+    """
+    check_fields(train, "train")
 
 
 def fit_settling(spec: FitSpec, curve: Sequence[CurvePoint]) -> Settling:

@@ -6,13 +6,13 @@ import torch
 from torch import Tensor, nn
 
 from mflow.conditioners import conv_conditioner, mlp_conditioner
-from mflow.config import ModelSpec
+from mflow.config import ModelSpec, choices
 from mflow.layers import AffineCoupling, Flatten, InvertibleLayer, Permutation, Squeeze
 
 __all__ = ["FLOW_KINDS", "Flow", "build_flow"]
 
 #: The flows ``build_flow`` builds, by ``ModelSpec.kind``.
-FLOW_KINDS = ("conv", "mlp")
+FLOW_KINDS = choices(ModelSpec, "kind")
 
 
 class Flow(InvertibleLayer):

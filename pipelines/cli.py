@@ -39,7 +39,7 @@ from rich.progress import (
 from rich.table import Table
 
 from pipelines.execution.survey import Reporter
-from pipelines.job.spec import Fit, Job, JobError, check_data, count, load_job, plan
+from pipelines.job import Fit, Job, JobError, check_data, count, load_job, plan
 from pipelines.results import default_out, is_job_file
 
 __all__ = ["main"]

@@ -50,7 +50,7 @@ import pyarrow.fs as pafs
 from mflow.config import FitSpec
 from mflow.fit import CurvePoint, FitResult, Trainer
 from pipelines.execution import packing
-from pipelines.job.spec import Fit, Resources
+from pipelines.job import Fit, Resources
 from pipelines.results.store import Store
 
 __all__ = [

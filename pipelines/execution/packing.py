@@ -32,7 +32,7 @@ from mflow.config import FitSpec
 from mflow.datasets import Dataset
 from mflow.fit import DTYPES, build_model
 from mflow.pack import pack_key
-from pipelines.job.spec import Fit
+from pipelines.job import Fit
 
 __all__ = [
     "CPU_TARGET_FLOPS",

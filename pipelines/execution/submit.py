@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.job.spec import JobError
+from pipelines.job import JobError
 
 __all__ = ["Submission", "submit"]
 

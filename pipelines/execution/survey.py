@@ -31,7 +31,7 @@ from mflow.fit import FitResult
 from pipelines import runner
 from pipelines.analysis.summary import update_summary
 from pipelines.execution.background import Background
-from pipelines.job.spec import Fit, Job, JobError, plan
+from pipelines.job import Fit, Job, JobError, plan
 from pipelines.results.store import Store, curve_rows, fit_record
 from pipelines.results.tracking import Tracker
 

@@ -7,7 +7,7 @@ nothing: the library behaves the same whatever was imported. ``register_readers(
 explicitly, by each entry point that loads users' data, in every process that does:
 
 - the driver: ``survey`` (``pipelines.cli.main``), the data checks of ``survey validate`` and
-  ``survey run`` (``pipelines.job.spec.check_data``), the pack sizing (``pipelines.runner``), the
+  ``survey run`` (``pipelines.job.check_data``), the pack sizing (``pipelines.runner``), the
   quality of a fit's samples (``pipelines.analysis.quality``), the classical baselines
   (``pipelines.analysis.baselines``, also in their Ray tasks). ``survey import`` loads no data;
 - the Ray workers: a survey trial (``pipelines.runner``) and a data-parallel fit's workers

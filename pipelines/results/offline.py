@@ -34,7 +34,7 @@ from pipelines.execution.survey import (
     _Recorder,
     pending_fits,
 )
-from pipelines.job.spec import Fit, Job, JobError, fit_id, legacy_fit_id, plan
+from pipelines.job import Fit, Job, JobError, fit_id, legacy_fit_id, plan
 from pipelines.results.store import Store
 
 __all__ = ["ImportOutcome", "export_plan", "import_results"]

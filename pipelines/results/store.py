@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from mflow.files import atomic_write
 from mflow.fit import FitResult
-from pipelines.job.spec import SHORT_AXES, Fit, JobError, check_name, legacy_fit_id
+from pipelines.job import SHORT_AXES, Fit, JobError, check_name, legacy_fit_id
 
 __all__ = ["CURVES_SCHEMA", "FITS_SCHEMA", "Store", "curve_rows", "fit_record", "group_label"]
 
@@ -348,7 +348,7 @@ class Store:
 
     def adopt_legacy(self, fits: Sequence[Fit]) -> list[str]:
         """Store under its id each of ``fits`` that is stored only under the id it had before
-        (``pipelines.job.spec.legacy_fit_id``: before fit ids left out the data folder, the device
+        (``pipelines.job.legacy_fit_id``: before fit ids left out the data folder, the device
         and the logging interval). Its curve, artifacts and row (the row last: it marks the fit
         done) are written under the new id, then the old files deleted. Returns the ids
         adopted; a fit stored under both ids keeps its new files (and its old ones)."""

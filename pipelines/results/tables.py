@@ -63,7 +63,7 @@ def load(name: str | os.PathLike, out: str | os.PathLike | None = None) -> Resul
     """
     from pipelines.analysis.baselines import read_baselines
     from pipelines.analysis.summary import read_summary, summarize
-    from pipelines.job.spec import load_job
+    from pipelines.job import load_job
     from pipelines.results.store import Store
 
     target = os.fspath(name)

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 
 from mflow.config import FitSpec
 from mflow.fit import FitResult
-from pipelines.job.spec import Fit, Job
+from pipelines.job import Fit, Job
 from pipelines.results.store import Store, group_label
 
 __all__ = [

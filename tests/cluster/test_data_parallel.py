@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.job.spec import JobError, parse_job
+from pipelines.job import JobError, parse_job
 
 # Agreement of a data-parallel fit with the one-process fit of the same global batch, in float64
 # after 300 steps: the runs differ only in the order of floating-point sums (about 1e-14 here).

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipelines.execution.submit import submit
-from pipelines.job.spec import JobError
+from pipelines.job import JobError
 
 
 def _free_port() -> int:

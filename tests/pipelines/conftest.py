@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.job.spec import Job, parse_job
+from pipelines.job import Job, parse_job
 
 
 @pytest.fixture(scope="session")

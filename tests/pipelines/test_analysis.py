@@ -22,7 +22,7 @@ from pipelines.analysis.summary import (
     write_summary,
 )
 from pipelines.cli import main
-from pipelines.job.spec import parse_job, plan
+from pipelines.job import parse_job, plan
 from pipelines.results import load
 from pipelines.results.store import Store, curve_rows, fit_record
 

@@ -19,7 +19,7 @@ from pipelines.analysis.baselines import (
     read_baselines,
 )
 from pipelines.analysis.summary import baselines, summarize
-from pipelines.job.spec import parse_job, plan
+from pipelines.job import parse_job, plan
 from pipelines.results.store import Store, fit_record
 
 

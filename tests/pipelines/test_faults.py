@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from pipelines import runner
 from pipelines.cli import main
 from pipelines.execution.survey import Reporter, run_survey
-from pipelines.job.spec import parse_job, plan
+from pipelines.job import parse_job, plan
 from pipelines.results.store import Store
 
 BIN = Path(sys.executable).parent
@@ -319,7 +319,7 @@ import json, os, signal, sys
 import pyarrow.parquet as pq
 from mflow.fit import fit
 from pipelines.results import store as store_module
-from pipelines.job.spec import parse_job, plan
+from pipelines.job import parse_job, plan
 from pipelines.results.store import Store, curve_rows, fit_record
 
 job = parse_job(json.loads(sys.argv[1]))

@@ -19,7 +19,7 @@ from mflow.pack import fit_pack, pack_key
 from pipelines import runner
 from pipelines.execution.packing import MAX_PACK, auto_pack_size, make_packs, step_cost
 from pipelines.execution.survey import Reporter, run_survey
-from pipelines.job.spec import JobError, parse_job, plan
+from pipelines.job import JobError, parse_job, plan
 from pipelines.results.store import Store
 
 ray_local = pytest.mark.usefixtures("ray_local")

@@ -18,7 +18,7 @@ from mflow.fit import CurvePoint, FitResult, fit_artifacts
 from mflow.model import ManifoldFlow
 from pipelines import plots
 from pipelines.cli import main
-from pipelines.job.spec import parse_job, plan
+from pipelines.job import parse_job, plan
 from pipelines.report import _upload, build_report
 from pipelines.results import load
 from pipelines.results.store import Store, curve_rows, fit_record

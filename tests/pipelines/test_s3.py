@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from pipelines.cli import main
-from pipelines.job.spec import parse_job, plan
+from pipelines.job import parse_job, plan
 from pipelines.results import load
 from pipelines.results import store as store_module
 from pipelines.results.store import Store, fit_record

@@ -13,7 +13,7 @@ from mflow.fit import FitResult
 from pipelines.analysis.scales import read_scales, scales_table
 from pipelines.analysis.summary import AnalysisError, read_summary, summarize
 from pipelines.cli import main
-from pipelines.job.spec import parse_job, plan
+from pipelines.job import parse_job, plan
 from pipelines.results.store import Store, curve_rows, fit_record
 
 FLOORS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]  # sigma_x, 300x

@@ -18,7 +18,7 @@ from mflow.fit import CurvePoint, FitResult
 from pipelines import plots
 from pipelines.analysis.summary import SUMMARY_SCHEMA, read_summary, summarize, update_summary
 from pipelines.cli import main
-from pipelines.job.spec import parse_job, plan
+from pipelines.job import parse_job, plan
 from pipelines.report import build_report, table_rows
 from pipelines.results import load
 from pipelines.results.store import FITS_SCHEMA, Store, curve_rows, fit_record

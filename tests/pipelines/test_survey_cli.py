@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.job.spec import load_job, plan
+from pipelines.job import load_job, plan
 from pipelines.results.store import Store, fit_record
 
 JOB = """\

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mflow.fit import fit
-from pipelines.job.spec import load_job, plan
+from pipelines.job import load_job, plan
 
 JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
 JOBS = sorted(JOBS_DIR.glob("*.yaml"))

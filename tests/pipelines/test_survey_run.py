@@ -16,7 +16,7 @@ from mflow.config import FitSpec
 from pipelines import runner
 from pipelines.cli import main
 from pipelines.execution.survey import Reporter, run_survey
-from pipelines.job.spec import fit_id, plan
+from pipelines.job import fit_id, plan
 from pipelines.results.store import Store
 
 pytestmark = pytest.mark.usefixtures("ray_local")

@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pipelines.job.spec
+import pipelines.job.identity
+import pipelines.job.jobfile
+import pipelines.job.schema
 import pipelines.results.store
 import pipelines.results.tracking
 import pipelines.runner
 from mflow.config import DataSpec, FitSpec
 from mflow.datasets import DATA_VERSIONS
-from pipelines.job.spec import (
+from pipelines.job import (
     JobError,
     count,
     expand,
@@ -187,7 +189,12 @@ def test_bad_overrides_name_the_path(override, expected):
         (raw(resources={"gpu": 2}), "resources.gpu: 2 asked for"),
         (raw(resources={"pack": 0}), "resources.pack: expected an integer >= 1 or 'auto', got 0"),
         (raw(resources={"pack": "big"}), "resources.pack: expected an integer >= 1 or 'auto'"),
-        (raw(train={"dtype": "float16"}), "train.dtype: unknown 'float16'"),  # mflow's check
+        # The choices and bounds declared on mflow.config's fields, read by the schema.
+        (raw(train={"dtype": "float16"}),
+         "train.dtype: expected one of float32, float64, got 'float16'"),
+        (raw(train={"prior_ema": 1}), "train.prior_ema: must be < 1, got 1.0"),
+        (raw(grid={"train.prior_update": ["adam", "newton"]}),
+         "grid.train.prior_update[1]: expected one of adam, moment, got 'newton'"),
         # No initial data noise: the prior starts at cov(g(x)), singular on a manifold.
         (raw(train={"noise_start": 0}), "train.noise_start: must be > 0, got 0"),
         (raw(grid={"train.noise_start": [0.5, 0]}), "grid.train.noise_start[1]: must be > 0"),
@@ -242,7 +249,8 @@ def test_file_errors_name_the_file(tmp_path: Path, text, expected):
 
 @pytest.mark.parametrize(
     "module",
-    [pipelines.job.spec, pipelines.results.store, pipelines.results.tracking, pipelines.runner],
+    [pipelines.job.identity, pipelines.job.jobfile, pipelines.job.schema, pipelines.results.store,
+     pipelines.results.tracking, pipelines.runner],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -13,7 +13,7 @@ import pytest
 from mflow.config import FitSpec
 from mflow.fit import CurvePoint, FitResult
 from pipelines.execution.survey import run_survey
-from pipelines.job.spec import Fit, legacy_fit_id, parse_job, plan
+from pipelines.job import Fit, legacy_fit_id, parse_job, plan
 from pipelines.results.store import FITS_SCHEMA, Store, curve_rows, fit_record
 
 REQUIRED = [
