@@ -80,7 +80,10 @@ def short_labels(summary: pd.DataFrame) -> list[str]:
 
 
 def _positive(values: Sequence[float], low: float) -> np.ndarray:
-    return np.clip(np.asarray(values, dtype=np.float64), low, None)
+    """``values`` for a log axis: at least ``low``; a non-finite one (a diverged fit's) NaN,
+    not drawn."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(values), np.clip(values, low, None), np.nan)
 
 
 def _title(row: Mapping[str, Any]) -> str:
@@ -106,13 +109,17 @@ def _num(value: Any) -> str:
 def spectrum_figure(
     row: Mapping[str, Any], spectra: Sequence[Sequence[float]], seeds: Sequence[Any] = ()
 ) -> Figure:
-    """A group's final spectra of ``A A^T`` on a log scale, rank by rank.
+    """A group's final spectra of ``A A^T`` on a log scale, rank by rank (the report draws
+    one per group, ``pipelines.results.tracking`` one per fit, for its MLflow run).
 
-    Each ok fit's spectrum (thin lines), the median with its 10%-90% band, the spread-noise
-    variance ``sigma2``, the noise floor ``sigma2 + noise_floor**2`` the rules compare with,
-    the threshold (``threshold`` rule) and the cut after the estimate (its range over seeds
-    shaded). ``row`` is the group's summary row. Long spectra get a second panel, zoomed on
-    the ranks around the cut.
+    Each fit's spectrum (thin lines, labelled by ``seeds``), the median with its 10%-90% band,
+    the spread-noise variance ``sigma2``, the noise floor ``sigma2 + noise_floor**2`` the
+    rules compare with, the threshold (``threshold`` rule) and the cut after the estimate (its
+    range over seeds shaded). ``row`` is the group's summary row, or a mapping with the same
+    keys: ``group``, ``estimate``, ``estimate_min``/``max``, ``true_dim``, ``settled``,
+    ``floor``, ``sigma2``, ``rule``, ``threshold`` and, for a group, ``eig_median``,
+    ``eig_q10``/``q90``; a missing key is not drawn. Long spectra get a second panel, zoomed
+    on the ranks around the cut.
     """
     median = row.get("eig_median")
     width = len(median) if median is not None else max((len(s) for s in spectra), default=0)

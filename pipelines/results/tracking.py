@@ -27,7 +27,6 @@ survey run left ``RUNNING`` by a killed driver is marked ``KILLED`` by the next 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -87,36 +86,18 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def spectrum_png(fit: Fit, result: FitResult) -> bytes:
-    """A log-scale plot of the final spectrum of ``A A^T``: the noise floor the readout uses,
-    the threshold (for the ``threshold`` rule) and the cut after the estimated dimension."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
+    """The report's spectrum figure (``pipelines.plots.spectrum_figure``) of this one fit: its
+    final spectrum of ``A A^T`` on a log scale, the noise floor the readout uses, the
+    threshold (``threshold`` rule) and the cut after the estimated dimension."""
     from mflow.readout import readout_floor
+    from pipelines import plots
 
-    spec = fit.spec
-    floor = readout_floor(spec)
-    values = [max(v, 1e-300) if math.isfinite(v) else float("nan") for v in result.eigenvalues]
-    fig = Figure(figsize=(5, 3.2), dpi=100)
-    ax = fig.add_subplot()
-    ax.semilogy(range(1, len(values) + 1), values, "o-", ms=3, lw=1, label="eigenvalues")
-    ax.axhline(floor, color="grey", ls=":", lw=1, label="noise floor")
-    if spec.readout.rule == "threshold":
-        ax.axhline(spec.readout.threshold * floor, color="red", ls="--", lw=1, label="threshold")
-    if result.id_estimate is not None:
-        ax.axvline(result.id_estimate + 0.5, color="green", lw=1, label="estimate")
-    title = f"{fit.fit_id}: estimate {result.id_estimate}"
-    if result.true_dim is not None:
-        title += f" (true {result.true_dim})"
-    ax.set_title(title, fontsize=9)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("index")
-    ax.set_ylabel("eigenvalue of A A^T")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    spec, estimate = fit.spec, result.id_estimate
+    row = {"group": fit.fit_id, "estimate": estimate, "estimate_min": estimate,
+           "estimate_max": estimate, "true_dim": result.true_dim, "settled": result.settled,
+           "floor": readout_floor(spec), "sigma2": spec.prior.sigma2,
+           "rule": spec.readout.rule, "threshold": spec.readout.threshold}
+    return plots.png(plots.spectrum_figure(row, [result.eigenvalues], [spec.train.seed]))
 
 
 def _settle_metrics(result: FitResult) -> dict[str, float | None]:

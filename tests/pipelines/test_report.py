@@ -20,6 +20,7 @@ from pipelines import plots
 from pipelines.cli import main
 from pipelines.job import parse_job, plan
 from pipelines.report import _upload, build_report
+from pipelines.report_page import html_table, latex_table
 from pipelines.results import load
 from pipelines.results.store import Store, curve_rows, fit_record
 
@@ -224,3 +225,107 @@ def test_a_failed_upload_leaves_the_old_report(tmp_path: Path, monkeypatch: pyte
     assert (folder / "index.html").read_text() == "old report"
     assert (folder / "figures" / "gone.png").read_bytes() == b"old figure"
     assert sorted(p.name for p in Path(store.root).iterdir()) == ["report"]
+
+
+# -- the templates, the escaping and the shared spectrum figure -------------------------------
+
+
+def test_user_strings_are_escaped_in_the_page_and_in_the_latex(tmp_path: Path):
+    store, fits, _ = fitted(tmp_path, "two_moons")
+    report = build_report(store, fit_ids=[f.fit_id for f in fits], baselines=False,
+                          use_ray=False, description="<b>bold</b> & <script>x</script>")
+    page = Path(report.index).read_text()
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; &lt;script&gt;x&lt;/script&gt;" in page
+    assert "<b>bold" not in page and "<script>" not in page
+    tex = (Path(report.index).parent / "table.tex").read_text()
+    assert r"\caption{two\_moons: intrinsic dimension" in tex and "two_moons" not in tex
+
+    headers = ["noise_floor", "true", "ours", "by seed", "settled", "ok/div/fail", "TwoNN"]
+    rows = [["a_b & 50% #1", "–", "2 [1–3] (unsettled)", "1 ·", "0/2", "2/0/0", "x<y"]]
+    table = latex_table(headers, rows)
+    lines = table.splitlines()
+    assert lines[0] == r"\begin{tabular}{lrrr}" and lines[1] == r"\toprule"
+    assert lines[2] == r"noise\_floor & true & ours & TwoNN \\"  # page-only columns left out
+    assert lines[4] == r"a\_b \& 50\% \#1 & -- & 2 [1--3] (unsettled) & x<y \\"
+    assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
+    html = html_table(headers, rows)
+    assert "<td>a_b &amp; 50% #1</td>" in html and "<td>x&lt;y</td>" in html
+    assert "<th>noise_floor</th>" in html and "<th>by seed</th>" in html
+
+
+def test_the_templates_ship_as_package_data():
+    """A non-editable install finds the templates: pyproject's package-data covers every file
+    in pipelines/templates/."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["pipelines"]
+    shipped = sorted(p.relative_to(root / "pipelines").as_posix()
+                     for p in (root / "pipelines" / "templates").iterdir())
+    assert {"templates/report.html.j2", "templates/report.tex.j2"} <= set(shipped)
+    for name in shipped:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+
+
+def test_the_data_figure_of_a_parquet_file_is_drawn_from_python(tmp_path: Path):
+    """``build_report`` called from Python, in a fresh interpreter (nothing registered), draws
+    the data of a job whose data file is Parquet."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = np.linspace(0, 2 * np.pi, 300)
+    path = tmp_path / "circle.parquet"
+    pq.write_table(pa.table({"x": np.cos(t), "y": np.sin(t)}), path)
+    raw = {**tiny_raw("pq"), "data": {"dataset": "array", "path": str(path), "n": 300},
+           "grid": {"seed": [0, 1]}}
+    store = Store(tmp_path / "results", "pq")
+    fits = plan(parse_job(raw))
+    for f in fits:
+        res = result("sine", f.spec.train.seed)
+        store.write(fit_record("pq", f, res), curve_rows("pq", f.fit_id, res))
+    code = ("from pipelines.report import build_report\n"
+            "from pipelines.results.store import Store\n"
+            f"report = build_report(Store({str(tmp_path / 'results')!r}, 'pq'), "
+            "baselines=False, use_ray=False)\n"
+            "print(report.warnings)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"  # no "data not drawn" warning
+    images = images_of(Path(store.root) / "report" / "index.html")
+    assert sum(src.endswith("-data.png") for src in images) == 1
+
+
+def test_a_fit_s_mlflow_spectrum_is_the_report_s_figure(monkeypatch: pytest.MonkeyPatch):
+    """``tracking.spectrum_png`` draws with ``plots.spectrum_figure``: the fit's spectrum, the
+    noise floor its readout uses, the threshold and the cut after its estimate."""
+    from mflow.readout import readout_floor
+    from pipelines.results.tracking import spectrum_png
+
+    drawn = []
+    real = plots.spectrum_figure
+
+    def spy(*args, **kwargs):
+        drawn.append(real(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(plots, "spectrum_figure", spy)
+    fit = next(f for f in plan(parse_job(tiny_raw("spectrum")))
+               if f.axes == {"dataset": "scurve", "seed": 1})
+    res = result("scurve", 1)
+    assert spectrum_png(fit, res).startswith(b"\x89PNG") and len(drawn) == 1
+    ax = drawn[0].axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    floor = readout_floor(fit.spec)
+    assert list(lines["cut"].get_xdata()) == [2.5, 2.5]
+    assert lines[f"noise floor {floor:.2g}"].get_ydata()[0] == pytest.approx(floor)
+    assert lines[f"threshold {fit.spec.readout.threshold:g} × floor"].get_ydata()[0] \
+        == pytest.approx(fit.spec.readout.threshold * floor)
+    assert list(lines["seed 1"].get_ydata()) == pytest.approx(res.eigenvalues)
+    assert drawn[0]._suptitle.get_text().startswith(f"{fit.fit_id}: estimate 2")
+    assert "(true 2)" in drawn[0]._suptitle.get_text()
