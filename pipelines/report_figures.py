@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines import plots
+from pipelines import data_plots, plots
 
 __all__ = ["ArtifactReader", "group_figures", "save"]
 
@@ -41,11 +41,11 @@ def _data_figures(config: str, title: str, artifacts: Mapping[str, np.ndarray] |
     data = load(FitSpec.from_dict(json.loads(config)).data)
     figures = {}
     if data.is_image:
-        figures["data"] = plots.image_grid_figure(data.x[:32], f"{title}: data")
+        figures["data"] = data_plots.image_grid_figure(data.x[:32], f"{title}: data")
     elif data.x.ndim == 2 and data.x.shape[1] in (2, 3):
-        figures["data"] = plots.data_figure(data.x, f"{title}: data")
+        figures["data"] = data_plots.data_figure(data.x, f"{title}: data")
     if artifacts is not None:
-        figures["model"] = plots.model_figure(data.x, artifacts, f"{title}: model (first fit)")
+        figures["model"] = data_plots.model_figure(data.x, artifacts, f"{title}: model (first fit)")
     return figures
 
 

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mflow.config import ModelSpec, PriorSpec
 from mflow.fit import CurvePoint, FitResult, fit_artifacts
 from mflow.model import ManifoldFlow
-from pipelines import plots
+from pipelines import data_plots, plots
 from pipelines.cli import main
 from pipelines.job import parse_job, plan
 from pipelines.report import _upload, build_report
@@ -160,9 +160,9 @@ def test_model_figures_from_kept_artifacts():
         for k in (1, 2):
             kept = fit_artifacts(model, x, k, seed=0)
             assert kept["projection"].shape == (200, k)
-            data = plots.png(plots.model_figure(x.numpy(), kept, "t"))
+            data = plots.png(data_plots.model_figure(x.numpy(), kept, "t"))
             assert data.startswith(b"\x89PNG")
-    grid = plots.image_grid_figure(np.random.default_rng(0).uniform(size=(5, 1, 8, 8)), "x")
+    grid = data_plots.image_grid_figure(np.random.default_rng(0).uniform(size=(5, 1, 8, 8)), "x")
     assert plots.png(grid).startswith(b"\x89PNG")
 
 
