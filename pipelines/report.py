@@ -2,10 +2,9 @@
 
 ``index.html`` (plain HTML, inline style, relative links only) with, per group, our estimate
 (median [min-max] over seeds; marked "(unsettled)" wherever it appears when a fit of the group
-had not settled, see ``pipelines.analysis.summary``), the
-classical baselines on the same points and,
-where known, the true dimension; a figure of all estimates; per group its fits' settling
-figures, the spectra, the trajectories over steps and the data. Beside it:
+had not settled, see ``pipelines.analysis.summary``), the classical baselines on the same
+points and, where known, the true dimension; a figure of all estimates; per group its fits'
+settling figures, the spectra, the trajectories over steps and the data. Beside it:
 ``figures/*.png``, ``summary.csv``, ``baselines.csv`` and ``table.tex`` (the main table as
 LaTeX, for a paper draft). ``build_report`` also writes ``summary.parquet`` and the
 baselines cache, and logs the report and the summary to the survey's latest MLflow parent
