@@ -4,8 +4,8 @@ The state of ``mflow.pack.PackTrainer`` (and of ``mflow.fit.Trainer``, a pack of
 tensors, lists and numbers only, so it is saved with ``torch.save`` and read back with
 ``weights_only=True`` (no pickled code runs on load). The file is written atomically
 (``mflow.files.atomic_write``): a run killed while saving leaves the previous checkpoint, never
-half of a new one. ``pipelines.runner`` puts the same state in Ray Tune's checkpoints;
-``mflow.batch`` keeps one such file per pack.
+half of a new one. ``pipelines.execution.checkpoints`` puts the same state in Ray Tune's
+checkpoints; ``mflow.batch`` keeps one such file per pack.
 """
 
 from __future__ import annotations

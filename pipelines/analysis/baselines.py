@@ -269,9 +269,9 @@ def read_baselines(store: Store, group_ids: Sequence[str] | None = None) -> pd.D
 def _run_on_ray(tasks: Sequence[Mapping[str, Any]], address: str | None) -> list[list[dict]]:
     import ray
 
-    from pipelines import runner
+    from pipelines.execution import cluster
 
-    started = runner.init_ray(address)
+    started = cluster.init_ray(address)
     try:
         remote = ray.remote(num_cpus=1, max_retries=1)(run_group)
         return ray.get([remote.remote(dict(task)) for task in tasks])

@@ -20,8 +20,8 @@ gathered from the shards in order.
 
 Checkpoints are Ray Train's: every ``train.log_every`` steps all workers report, and the first
 one writes the trainer's state (the same ``state.pt`` and ``meta.json`` as a Tune trial's
-checkpoint, ``pipelines.runner``) when ``resources.checkpoint_every_s`` has passed. A killed
-worker makes Ray Train restart the worker group (``FailureConfig(max_failures=retries)``),
+checkpoint, ``pipelines.execution.trial``) when ``resources.checkpoint_every_s`` has passed. A
+killed worker makes Ray Train restart the worker group (``FailureConfig(max_failures=retries)``),
 which continues from the latest checkpoint; the fit's note says from which step. The Train run
 lives in the trial's own folder (``<storage>/<experiment>/<trial>/``), so a survey run that was
 killed is continued by the next one from there, as any trial is, and a Tune restart of the trial
@@ -57,7 +57,7 @@ from mflow.pack import PackTrainer
 
 __all__ = ["RESTARTS_FILE", "DataParallel", "ShardedTrainer", "trainable", "worker_loop"]
 
-#: Train checkpoints' folder names: ``checkpoint_`` as ``runner.latest_checkpoints`` looks for,
+#: Train checkpoints' folder names: ``checkpoint_`` as ``checkpoints.latest_checkpoints`` looks for,
 #: apart from the names Tune gives its own checkpoints in the same trial folder.
 CHECKPOINT_PREFIX = "checkpoint_train_"
 RESTARTS_FILE = "restarts.json"  # [step, ...]: where the worker group continued after a failure
@@ -167,17 +167,17 @@ def _start(spec: FitSpec, job: Mapping[str, Any]
     from after failures, and a note when the earlier run's checkpoint could not be used."""
     import ray.train
 
-    from pipelines.runner import _restore
+    from pipelines.execution.checkpoints import restore
 
     trainer = ShardedTrainer(spec)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
-        _restore(trainer, checkpoint)  # this Train run's own state: it must load
+        restore(trainer, checkpoint)  # this Train run's own state: it must load
         return trainer, [*_read_restarts(checkpoint), trainer.step], None
     if not job.get("resume"):
         return trainer, [], None
     try:
-        _restore(trainer, ray.train.Checkpoint(job["resume"]))
+        restore(trainer, ray.train.Checkpoint(job["resume"]))
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint means: start afresh
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         return ShardedTrainer(spec, trainer.datas[0]), [], (
@@ -202,8 +202,9 @@ def worker_loop(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
+    from pipelines.execution.checkpoints import write_checkpoint
+    from pipelines.execution.trial import metrics_of
     from pipelines.job.readers import register_readers
-    from pipelines.runner import _metrics, _write_checkpoint
 
     register_readers()  # the worker loads the fit's data, maybe a user's .parquet file
 
@@ -228,7 +229,7 @@ def worker_loop(config: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint_dir_name=name)
             return
         with tempfile.TemporaryDirectory(prefix="mflow-ckpt-") as folder:
-            _write_checkpoint(folder, trainer, [fit_id], results,
+            write_checkpoint(folder, trainer, [fit_id], results,
                               _note(restarts, note, trainer.world))
             Path(folder, RESTARTS_FILE).write_text(json.dumps(restarts))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
@@ -238,7 +239,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     logged: dict[str, dict[str, Any]] = {}
 
     def keep(_k: int, point, _trainer) -> None:
-        logged["point"] = _metrics(fit_id, point)
+        logged["point"] = metrics_of(fit_id, point)
 
     def after_log(_trainer) -> None:
         # Reported once the loop has decided the fit's stop at this step, so a checkpoint

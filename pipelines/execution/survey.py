@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from mflow.fit import FitResult
-from pipelines import runner
 from pipelines.analysis.summary import update_summary
+from pipelines.execution import checkpoints, cluster, trials
 from pipelines.execution.background import Background
 from pipelines.job import Fit, Job, JobError, plan
 from pipelines.results.store import Store, curve_rows, fit_record
@@ -85,7 +85,7 @@ def pending_fits(
     return out
 
 
-class _Recorder(runner.FitEvents):
+class _Recorder(trials.FitEvents):
     """Driver side of the trials: records each ended fit in MLflow, then Parquet, through
     ``writer`` (in its thread, in order; ``started`` and ``progress`` raise its error)."""
 
@@ -201,7 +201,7 @@ def run_survey(
     if not pending:
         reporter.planned(len(fits), 0)
         return outcome
-    started_ray = runner.init_ray(address)
+    started_ray = cluster.init_ray(address)
     try:
         _check_gpus(job, local=started_ray and address is None, reporter=reporter)
     except BaseException:
@@ -214,15 +214,15 @@ def run_survey(
     recorder = _Recorder(job, pending, store, tracker, reporter, outcome, writer)
     status = "FAILED"
     try:
-        resume = runner.latest_checkpoints(
+        resume = checkpoints.latest_checkpoints(
             store.fs, store.tune_path, store.tune_dir, [f.fit_id for f in pending]
         )
         experiment = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-        runner.run_trials(pending, job.resources, store.tune_dir, experiment, recorder, resume)
+        trials.run_trials(pending, job.resources, store.tune_dir, experiment, recorder, resume)
         writer.close()  # every fit that ended is recorded before they are counted
         outcome.missing = len(pending) - sum(outcome.counts.values())
         ok = [fit_id for fit_id, s in store.statuses().items() if s == "ok"]
-        runner.prune_checkpoints(store.fs, store.tune_path, ok)
+        checkpoints.prune_checkpoints(store.fs, store.tune_path, ok)
         status = "KILLED" if outcome.interrupted else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -6,12 +6,12 @@ registers (``mflow.datasets.register_table_reader``). Importing ``pipelines`` re
 nothing: the library behaves the same whatever was imported. ``register_readers()`` is called,
 explicitly, by each entry point that loads users' data, in every process that does:
 
-- the driver: ``survey`` (``pipelines.cli.main``), the data checks of ``survey validate`` and
-  ``survey run`` (``pipelines.job.check_data``), the pack sizing (``pipelines.runner``), the
-  quality of a fit's samples (``pipelines.analysis.quality``), the classical baselines
+- the driver: ``survey`` (``pipelines.cli.app.main``), the data checks of ``survey validate`` and
+  ``survey run`` (``pipelines.job.check_data``), the pack sizing (``pipelines.execution.sizing``),
+  the quality of a fit's samples (``pipelines.analysis.quality``), the classical baselines
   (``pipelines.analysis.baselines``, also in their Ray tasks). ``survey import`` loads no data;
-- the Ray workers: a survey trial (``pipelines.runner``) and a data-parallel fit's workers
-  (``pipelines.execution.parallel``).
+- the Ray workers: a survey trial (``pipelines.execution.trial``) and a data-parallel fit's
+  workers (``pipelines.execution.parallel``).
 
 It is idempotent and cheap (pyarrow is imported when a ``.parquet`` file is read).
 """

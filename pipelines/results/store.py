@@ -5,7 +5,7 @@ Layout under ``<out>/<survey>/``::
     fits/<fit_id>.parquet     one row: the fit's config, status, estimate and spectrum
     curves/<fit_id>.parquet   one row per logged step: loss, noise, lr, estimate, spectrum
     artifacts/<fit_id>.npz    optional: model samples and the latent projection of some points
-    tune/                     Ray Tune's trial folders and checkpoints (see pipelines.runner)
+    tune/                     Ray Tune's trials and checkpoints (pipelines.execution.checkpoints)
 
 A file is written under a temporary name starting with ``.`` in the same folder, then moved
 onto its final name, so ``pandas.read_parquet('<out>/<survey>/fits')`` (whose dataset discovery

@@ -20,8 +20,8 @@ import torch
 from mflow.config import DataSpec, FitSpec
 from mflow.datasets import mnist
 from mflow.fit import Trainer
-from pipelines import runner
 from pipelines.cli import main
+from pipelines.execution import cluster
 
 BASE = {
     "name": "badinput",
@@ -157,7 +157,7 @@ def _here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.delenv("MFLOW_RESULTS", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)  # where ./results and ./mlflow.db would appear
-    monkeypatch.setattr(runner, "init_ray", _no_ray)
+    monkeypatch.setattr(cluster, "init_ray", _no_ray)
 
 
 def files(folder: Path) -> set[str]:

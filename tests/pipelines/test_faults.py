@@ -3,7 +3,7 @@ mid-write, MLflow unreachable or stopped mid-survey, a results folder that canno
 
 Nothing is mocked: Ray, MLflow (a SQLite store, or a real ``mlflow server``), the filesystem
 and the ``survey`` command are the real ones. (Already in ``test_survey_run.py``, and not
-repeated here: a trial killed inside ``runner.run_trials`` continues from its checkpoint; a
+repeated here: a trial killed inside ``trials.run_trials`` continues from its checkpoint; a
 survey interrupted in the driver completes on rerun; a bogus tracking URI still writes Parquet.)
 """
 
@@ -28,8 +28,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from pipelines import runner
 from pipelines.cli import main
+from pipelines.execution import checkpoints, cluster
 from pipelines.execution.survey import Reporter, run_survey
 from pipelines.job import parse_job, plan
 from pipelines.results.store import Store
@@ -164,7 +164,7 @@ def test_a_killed_driver_reruns_to_every_fit_once_and_no_token_leaks(tmp_path: P
         assert 1 <= len(before) < len(planned), "the kill did not land mid-survey"
         store = Store(out, raw["name"])
         unfinished = [f for f in planned if f"{f}.parquet" not in before]
-        assert runner.latest_checkpoints(store.fs, store.tune_path, store.tune_dir, unfinished)
+        assert checkpoints.latest_checkpoints(store.fs, store.tune_path, store.tune_dir, unfinished)
 
         with open(logs[1], "w") as log:
             second = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -573,7 +573,7 @@ def _no_ray(address=None):
 def test_an_unwritable_results_folder_is_refused_before_any_fit(
     tmp_path: Path, tiny_job, monkeypatch: pytest.MonkeyPatch, capsys, case
 ):
-    monkeypatch.setattr(runner, "init_ray", _no_ray)
+    monkeypatch.setattr(cluster, "init_ray", _no_ray)
     job_file = write_job(tmp_path, tiny_job("unwritable").raw)
     out = tmp_path / "out"
     args = ["run", str(job_file), "--out", str(out)]

@@ -16,7 +16,7 @@ from mflow.config import DataSpec, FitSpec, ModelSpec
 from mflow.datasets import Dataset, load
 from mflow.fit import fit
 from mflow.pack import fit_pack, pack_key
-from pipelines import runner
+from pipelines.execution import checkpoints, sizing, trials
 from pipelines.execution.packing import MAX_PACK, auto_pack_size, make_packs, step_cost
 from pipelines.execution.survey import Reporter, run_survey
 from pipelines.job import JobError, parse_job, plan
@@ -83,7 +83,7 @@ def test_auto_packs_toy_fits_by_the_dozen_and_runs_image_fits_alone():
 @ray_local
 def test_auto_plans_one_pack_for_a_few_toy_fits(tiny_job):
     job = tiny_job("auto", grid={"seed": [0, 1, 2, 3]}, resources={"pack": "auto"})
-    assert [len(p) for p in runner.plan_packs(plan(job), job.resources)] == [4]
+    assert [len(p) for p in sizing.plan_packs(plan(job), job.resources)] == [4]
 
 
 # -- surveys ---------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def test_a_packed_survey_records_every_fit_as_an_unpacked_one_does(
     out = tmp_path / "results"
     packed = tiny_job("packed", grid=grid, resources={"cpu": 1, "retries": 1, "pack": 4})
     alone = tiny_job("alone", grid=grid)
-    assert [len(p) for p in runner.plan_packs(plan(packed), packed.resources)] == [3, 3]
+    assert [len(p) for p in sizing.plan_packs(plan(packed), packed.resources)] == [3, 3]
     assert run_survey(packed, str(out), tracking_uri).counts == {"ok": 6}
     assert run_survey(alone, str(out), None).counts == {"ok": 6}
 
@@ -120,7 +120,7 @@ def test_a_packed_survey_records_every_fit_as_an_unpacked_one_does(
     assert not (out / "packed" / "tune").exists()  # the packs' checkpoints are pruned
 
 
-class Killer(runner.FitEvents):
+class Killer(trials.FitEvents):
     """Kills the pack's worker when the first fit reports step 40 (the checkpoint of step 20
     is then the one a restart continues from)."""
 
@@ -151,7 +151,7 @@ def test_a_killed_pack_trial_resumes_from_its_checkpoint(tmp_path: Path, tiny_jo
                    resources={"retries": 2, "checkpoint_every_s": 0, "pack": 3})
     fits = plan(job)
     events = Killer()
-    runner.run_trials(fits, job.resources, str(tmp_path / "tune"), "run-1", events)
+    trials.run_trials(fits, job.resources, str(tmp_path / "tune"), "run-1", events)
     assert sorted(events.results) == sorted(f.fit_id for f in fits)
     assert sorted(fit_id for fit_id, _ in events.retries) == sorted(f.fit_id for f in fits)
     for fit_id, (result, retries) in events.results.items():
@@ -160,7 +160,7 @@ def test_a_killed_pack_trial_resumes_from_its_checkpoint(tmp_path: Path, tiny_jo
         assert events.steps.count((fit_id, 20)) == 1  # continued, not started again
 
 
-class Recorder(runner.FitEvents):
+class Recorder(trials.FitEvents):
     def __init__(self) -> None:
         self.steps: list[int] = []
         self.started_ids: list[str] = []
@@ -185,18 +185,19 @@ def test_a_finished_pack_is_recorded_from_its_checkpoint_without_training(
     fits = plan(job)
     storage = tmp_path / "tune"
     first = Recorder()
-    runner.run_trials(fits, job.resources, str(storage), "run-1", first)
+    trials.run_trials(fits, job.resources, str(storage), "run-1", first)
     assert sorted(first.steps) == [50, 50, 100, 100]
 
     fs = Store(tmp_path, "x").fs
-    resume = runner.latest_checkpoints(fs, str(storage), str(storage), [f.fit_id for f in fits])
+    resume = checkpoints.latest_checkpoints(fs, str(storage), str(storage),
+                                            [f.fit_id for f in fits])
     assert len(set(resume.values())) == 1 and len(resume) == 2  # the pack's one checkpoint
     second = Recorder()
-    runner.run_trials(fits, job.resources, str(storage), "run-2", second, resume)
+    trials.run_trials(fits, job.resources, str(storage), "run-2", second, resume)
     assert second.steps == [] and sorted(second.started_ids) == sorted(resume)
     assert second.results == first.results
 
-    runner.prune_checkpoints(fs, str(storage), [f.fit_id for f in fits])
+    checkpoints.prune_checkpoints(fs, str(storage), [f.fit_id for f in fits])
     assert not storage.exists()
 
 

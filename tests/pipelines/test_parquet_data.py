@@ -52,7 +52,7 @@ def test_non_numeric_parquet_columns_are_named(tmp_path):
 def test_importing_pipelines_leaves_mflow_s_readers_alone(tmp_path):
     path = _points(tmp_path / "points.parquet")
     done = _python(
-        "import pipelines, pipelines.cli, pipelines.runner, pipelines.execution.survey\n"
+        "import pipelines, pipelines.cli, pipelines.execution.trials, pipelines.execution.survey\n"
         "from mflow.config import DataSpec\n"
         "from mflow.datasets import load\n"
         "from mflow.datasets.arrays import TABLE_READERS\n"

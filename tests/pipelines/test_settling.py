@@ -18,12 +18,12 @@ from mflow.fit import CurvePoint, FitResult
 from pipelines import plots
 from pipelines.analysis.summary import SUMMARY_SCHEMA, read_summary, summarize, update_summary
 from pipelines.cli import main
+from pipelines.execution.checkpoints import result_from_dict, result_to_dict
 from pipelines.job import parse_job, plan
 from pipelines.report import build_report, table_rows
 from pipelines.results import load
 from pipelines.results.store import FITS_SCHEMA, Store, curve_rows, fit_record
 from pipelines.results.tracking import Tracker, result_from_row
-from pipelines.runner import result_from_dict, result_to_dict
 
 SETTLE_COLUMNS = ["settled", "settle_stable_steps", "settle_drift", "settle_margin"]
 SUMMARY_COLUMNS = ["answer", "settled", "settled_fits", "settled_per_fit"]

@@ -38,17 +38,17 @@ def test_image_jobs_ask_for_a_gpu_and_pack_by_its_memory(name: str):
 
 
 def test_an_image_job_packs_its_fits_on_a_gpu_and_runs_them_alone_on_cpus(monkeypatch):
-    """``pack: auto`` resolved as ``survey run`` does (``runner.plan_packs``), with the GPU's
+    """``pack: auto`` resolved as ``survey run`` does (``sizing.plan_packs``), with the GPU's
     share of memory fixed: a quarter of a 48 GB GPU (cluster.yaml's L40S), or 8 GB of RAM."""
-    from pipelines import runner
+    from pipelines.execution import sizing
 
     job = load_job(JOBS_DIR / "fading_square.yaml", ["data.n=256"])
     fits = plan(job)
-    monkeypatch.setattr(runner, "_trial_memory", lambda resources: 0.25 * 48e9)
-    assert [len(pack) for pack in runner.plan_packs(fits, job.resources)] == [len(fits)]
+    monkeypatch.setattr(sizing, "trial_memory", lambda resources: 0.25 * 48e9)
+    assert [len(pack) for pack in sizing.plan_packs(fits, job.resources)] == [len(fits)]
     on_cpus = job.resources.model_copy(update={"gpu": 0.0})
-    monkeypatch.setattr(runner, "_trial_memory", lambda resources: 8e9)
-    assert [len(pack) for pack in runner.plan_packs(fits, on_cpus)] == [1] * len(fits)
+    monkeypatch.setattr(sizing, "trial_memory", lambda resources: 8e9)
+    assert [len(pack) for pack in sizing.plan_packs(fits, on_cpus)] == [1] * len(fits)
 
 
 def test_the_expected_jobs_are_there():

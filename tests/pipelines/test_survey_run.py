@@ -13,8 +13,8 @@ import pytest
 from mlflow import MlflowClient
 
 from mflow.config import FitSpec
-from pipelines import runner
 from pipelines.cli import main
+from pipelines.execution import checkpoints, trials
 from pipelines.execution.survey import Reporter, run_survey
 from pipelines.job import fit_id, plan
 from pipelines.results.store import Store
@@ -123,7 +123,7 @@ def test_mlflow_failure_still_writes_parquet(tmp_path: Path, tiny_job):
     assert frame["mlflow_run_id"].isna().all()
 
 
-class Killer(runner.FitEvents):
+class Killer(trials.FitEvents):
     """Kills a trial's worker process at its second report; records what happens next.
 
     (Tune registers a report's checkpoint after its callbacks ran, so at the second report the
@@ -156,7 +156,7 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path: Path, tiny_job):
                    resources={"retries": 2, "checkpoint_every_s": 0})
     [fit] = plan(job)
     events = Killer()
-    runner.run_trials([fit], job.resources, str(tmp_path / "tune"), "run-1", events)
+    trials.run_trials([fit], job.resources, str(tmp_path / "tune"), "run-1", events)
     [(result, retries)] = events.results
     assert retries == 1 and len(events.retries) == 1
     assert result.status == "ok" and result.steps == 300
@@ -182,7 +182,7 @@ def test_an_interrupted_survey_completes_on_rerun(tmp_path: Path, tracking_uri: 
         run_survey(job, out, tracking_uri, reporter=Interrupt())
     first = store.statuses()
     assert 1 <= len(first) < 3
-    left = runner.latest_checkpoints(store.fs, store.tune_path, store.tune_dir,
+    left = checkpoints.latest_checkpoints(store.fs, store.tune_path, store.tune_dir,
                                      [f.fit_id for f in plan(job) if f.fit_id not in first])
     assert left  # the fits in flight left checkpoints to continue from
 
@@ -197,7 +197,7 @@ def test_an_interrupted_survey_completes_on_rerun(tmp_path: Path, tracking_uri: 
     assert statuses == ["FINISHED", "KILLED"]
 
 
-class Recorder(runner.FitEvents):
+class Recorder(trials.FitEvents):
     def __init__(self) -> None:
         self.steps: list[int] = []
         self.results = []
@@ -214,18 +214,19 @@ def test_a_later_run_continues_from_an_earlier_runs_checkpoint(tmp_path: Path, t
     [fit] = plan(job)
     storage = tmp_path / "tune"
     first = Recorder()
-    runner.run_trials([fit], job.resources, str(storage), "run-1", first)
+    trials.run_trials([fit], job.resources, str(storage), "run-1", first)
     assert first.steps == [50, 100]
 
     store_fs = Store(tmp_path, "x").fs
-    resume = runner.latest_checkpoints(store_fs, str(storage), str(storage), [fit.fit_id, "other"])
+    resume = checkpoints.latest_checkpoints(store_fs, str(storage), str(storage),
+                                            [fit.fit_id, "other"])
     assert list(resume) == [fit.fit_id] and resume[fit.fit_id].startswith(str(storage / "run-1"))
     second = Recorder()
-    runner.run_trials([fit], job.resources, str(storage), "run-2", second, resume)
+    trials.run_trials([fit], job.resources, str(storage), "run-2", second, resume)
     assert second.steps == []  # nothing left to train: it restored the finished state
     assert second.results[0].curve == first.results[0].curve
 
-    runner.prune_checkpoints(store_fs, str(storage), [fit.fit_id])
+    checkpoints.prune_checkpoints(store_fs, str(storage), [fit.fit_id])
     assert not storage.exists()
 
 
@@ -239,8 +240,8 @@ def test_an_earlier_runs_checkpoint_that_does_not_load_is_said_and_recorded(
     left = Path(store.tune_path) / "run-0" / fit.fit_id / "checkpoint_000000"
     left.mkdir(parents=True)
     meta = {"fit_ids": [fit.fit_id], "step": 50, "final": False}
-    (left / runner.META_FILE).write_text(json.dumps(meta))
-    (left / runner.STATE_FILE).write_bytes(b"not a torch file")  # a damaged checkpoint
+    (left / checkpoints.META_FILE).write_text(json.dumps(meta))
+    (left / checkpoints.STATE_FILE).write_bytes(b"not a torch file")  # a damaged checkpoint
 
     class Warnings(Reporter):
         def __init__(self) -> None:

@@ -16,7 +16,6 @@ import pipelines.job.jobfile
 import pipelines.job.schema
 import pipelines.results.store
 import pipelines.results.tracking
-import pipelines.runner
 from mflow.config import DataSpec, FitSpec
 from mflow.datasets import DATA_VERSIONS
 from pipelines.job import (
@@ -250,7 +249,7 @@ def test_file_errors_name_the_file(tmp_path: Path, text, expected):
 @pytest.mark.parametrize(
     "module",
     [pipelines.job.identity, pipelines.job.jobfile, pipelines.job.schema, pipelines.results.store,
-     pipelines.results.tracking, pipelines.runner],
+     pipelines.results.tracking],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -1,0 +1,122 @@
+"""What the ``survey`` commands share: exit codes, the default tracking store, and the
+lines and tables they print (a job's axes, fits by status, estimates)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.job import Fit, Job, count
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED_FITS",
+    "EXIT_INTERRUPTED",
+    "counts_line",
+    "default_tracking",
+    "describe_job",
+    "estimates_table",
+    "fmt",
+    "print_not_ok",
+    "print_untracked",
+]
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED_FITS = 1
+EXIT_INTERRUPTED = 130
+
+
+def default_tracking() -> str:
+    """``$MLFLOW_TRACKING_URI``, else the local SQLite store (``./mlflow.db``)."""
+    from pipelines.results.tracking import DEFAULT_TRACKING_URI
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def fmt(value: Any) -> str:
+    """A value as a table shows it: integers without ``.0``, nothing for None or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _values(labels: Sequence[Any], limit: int = 12) -> str:
+    shown = ", ".join(fmt(v) if not isinstance(v, list) else str(v) for v in labels[:limit])
+    return shown + (f", ... ({len(labels) - limit} more)" if len(labels) > limit else "")
+
+
+def describe_job(job: Job, console: Console) -> None:
+    """Print the job's name, fit count, grid axes and resources."""
+    n = count(job)
+    console.print(f"[bold]{job.name}[/bold]: {n} fit{'s' if n != 1 else ''}")
+    for axis in job.axes:
+        console.print(f"  {axis.name} ({len(axis.labels)}): {_values(axis.labels)}")
+    r = job.resources
+    console.print(
+        f"  resources: cpu {fmt(r.cpu)}, gpu {fmt(r.gpu)}, pack {r.pack}, retries "
+        f"{r.retries}, max_concurrent {r.max_concurrent or 'as the cluster holds'}"
+    )
+
+
+def estimates_table(title: str, summary, baselines) -> Table:
+    """The summary's estimates (and the baselines', when given) as a rich table."""
+    from pipelines.report import table_rows
+
+    headers, rows = table_rows(summary, baselines)
+    table = Table(title=title, title_justify="left")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def counts_line(store, fits: Sequence[Fit] | None) -> str:
+    """``N fits: a ok, b failed, ...`` for the planned ``fits`` (all stored ones if None)."""
+    from pipelines.execution.survey import status_counts
+
+    counts = status_counts(store, fits)
+    order = ["ok", "diverged", "failed", "pending"]
+    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
+    parts += [f"{v} {k}" for k, v in sorted(counts.items()) if k not in order]
+    total = sum(counts.values())
+    return f"{total} fits" + (": " + ", ".join(parts) if parts else "")
+
+
+def print_not_ok(store, fits: Sequence[Fit], console: Console, limit: int = 20) -> None:
+    """List the survey's fits that diverged or failed, with why (the step, for divergence)."""
+    planned = {fit.fit_id for fit in fits}
+    rows = [r for r in store.read_fits().to_dict("records")
+            if r["fit_id"] in planned and r["status"] != "ok"]
+    for status in ("diverged", "failed"):
+        some = [r for r in rows if r["status"] == status]
+        if not some:
+            continue
+        console.print(f"[red]{status}[/red] ({len(some)}):")
+        for row in some[:limit]:
+            console.print(f"  {row['fit_id']}: {row['error']}", highlight=False)
+        if len(some) > limit:
+            console.print(f"  ... and {len(some) - limit} more (see the fits table)")
+
+
+def print_untracked(store, fits: Sequence[Fit], name: str, out: str, tracking: str,
+                     console: Console) -> None:
+    """Say how to add to MLflow the fits it missed (it was unreachable for a while)."""
+    planned = {fit.fit_id for fit in fits}
+    table = store.read_fits()
+    missing = int(table[table["fit_id"].isin(planned)]["mlflow_run_id"].isna().sum())
+    if missing:
+        console.print(
+            f"[yellow]warning:[/yellow] {missing} fits have no MLflow run (MLflow was "
+            f"unreachable); record them later with: survey sync-mlflow {name} --out {out} "
+            f"--tracking-uri {tracking}", highlight=False,
+        )

@@ -1,0 +1,85 @@
+"""The progress bar of ``survey run`` and ``survey import``: fits done, running, failed,
+diverged, and the time left."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from pipelines.execution.survey import Reporter
+from pipelines.job import Fit
+
+__all__ = ["ProgressReporter"]
+
+
+class ProgressReporter(Reporter):
+    """Draws the progress bar over the fits of a survey run (done, running, failed, ETA)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.running: set[str] = set()
+        self.failed = 0
+        self.diverged = 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("running {task.fields[running]}"),
+            TextColumn("failed {task.fields[failed]}"),
+            TextColumn("diverged {task.fields[diverged]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = None
+
+    def planned(self, total: int, pending: int) -> None:
+        done = total - pending
+        self.console.print(f"{total} fits: {done} done before, {pending} to run")
+        if pending:
+            self.progress.start()
+            self.task = self.progress.add_task(
+                "fits", total=pending, running=0, failed=0, diverged=0
+            )
+
+    def _update(self, advance: int = 0) -> None:
+        if self.task is not None:
+            self.progress.update(
+                self.task, advance=advance, running=len(self.running), failed=self.failed,
+                diverged=self.diverged,
+            )
+
+    def started(self, fit: Fit) -> None:
+        self.running.add(fit.fit_id)
+        self._update()
+
+    def retrying(self, fit: Fit, error: str, attempt: int) -> None:
+        self.running.discard(fit.fit_id)
+        self.console.print(f"[yellow]{fit.fit_id}[/yellow] failed (try {attempt}): {error}; "
+                           "restarting from its last checkpoint")
+        self._update()
+
+    def ended(self, fit: Fit, status: str, estimate: int | None, error: str | None) -> None:
+        self.running.discard(fit.fit_id)
+        if status == "failed":
+            self.failed += 1
+        elif status == "diverged":
+            self.diverged += 1
+        if status != "ok":
+            self.console.print(f"[red]{fit.fit_id}[/red] {status}: {error}")
+        self._update(advance=1)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}")
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
