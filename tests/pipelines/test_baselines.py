@@ -18,7 +18,8 @@ from pipelines.analysis.baselines import (
     points,
     read_baselines,
 )
-from pipelines.analysis.summary import baselines, summarize
+from pipelines.analysis import baselines
+from pipelines.analysis.summary import summarize
 from pipelines.job import parse_job, plan
 from pipelines.results.store import Store, fit_record
 
