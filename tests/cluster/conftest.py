@@ -43,7 +43,9 @@ def head_cluster() -> Iterator:
 @pytest.fixture
 def quickstart_on(tmp_path: Path) -> Callable[..., tuple[subprocess.Popen, Path]]:
     """``start(cluster, *sets)``: ``survey run jobs/quickstart.yaml`` on ``cluster`` with
-    ``--set`` overrides, as a process; returns it and the survey's fits folder."""
+    ``--set`` overrides, as a process; returns it and the survey's fits folder. Each fit runs
+    in its own trial to its last step (the job packs and stops early; the tests count trials
+    and steps), unless ``sets`` say otherwise."""
     procs: list[subprocess.Popen] = []
 
     def start(cluster, *sets: str) -> tuple[subprocess.Popen, Path]:
@@ -51,7 +53,7 @@ def quickstart_on(tmp_path: Path) -> Callable[..., tuple[subprocess.Popen, Path]
         env = {**os.environ, "PATH": f"{SURVEY.parent}:{os.environ['PATH']}"}
         cmd = [str(SURVEY), "run", "jobs/quickstart.yaml", "--out", str(out),
                "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--address", cluster.address]
-        for item in sets:
+        for item in ("resources.pack=1", "train.early_stop_window=0", *sets):
             cmd += ["--set", item]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
