@@ -336,14 +336,14 @@ def scales_path(store: Any) -> str:
 
 def write_scales(store: Any, table: pd.DataFrame) -> str:
     """Store ``table`` (``scales_table``) as ``<out>/<name>/scales.parquet``, atomically."""
-    from pipelines.analysis.summary import write_table  # analysis imports this module
+    from pipelines.analysis.stored import write_table  # stored imports this module
 
     return write_table(store, scales_path(store), table, SCALES_SCHEMA)
 
 
 def read_scales(store: Any) -> pd.DataFrame | None:
     """The stored scales table, or None when the survey has none."""
-    from pipelines.analysis.summary import read_table
+    from pipelines.analysis.stored import read_table
 
     return read_table(store, scales_path(store), SCALES_SCHEMA)
 

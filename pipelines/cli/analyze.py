@@ -52,8 +52,10 @@ def _analysis_options(args: argparse.Namespace, defaults: dict[str, Any]) -> dic
 
 def analyze(args: argparse.Namespace, console: Console) -> int:
     from pipelines.analysis.baselines import read_baselines
+    from pipelines.analysis.readouts import AnalysisError
     from pipelines.analysis.scales import SCALE_RULE, update_scales
-    from pipelines.analysis.summary import AnalysisError, summarize, summary_path, write_summary
+    from pipelines.analysis.stored import summary_path, write_summary
+    from pipelines.analysis.summary import summarize
 
     store, fit_ids, _, defaults = _analysis_target(args)
     options = _analysis_options(args, defaults)
@@ -77,7 +79,7 @@ def analyze(args: argparse.Namespace, console: Console) -> int:
 
 def report(args: argparse.Namespace, console: Console) -> int:
     from pipelines.analysis.baselines import ESTIMATORS
-    from pipelines.analysis.summary import AnalysisError
+    from pipelines.analysis.readouts import AnalysisError
     from pipelines.report import build_report
 
     store, fit_ids, description, defaults = _analysis_target(args)

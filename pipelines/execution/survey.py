@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mflow.fit import FitResult
-from pipelines.analysis.summary import update_summary
+from pipelines.analysis.stored import update_summary
 from pipelines.execution import checkpoints, cluster, trials
 from pipelines.execution.background import Background
 from pipelines.job import Fit, Job, JobError, plan

@@ -24,7 +24,7 @@ import numpy as np
 from mflow.batch import read_results
 from mflow.config import FitSpec
 from mflow.fit import FitResult
-from pipelines.analysis.summary import update_summary
+from pipelines.analysis.stored import update_summary
 from pipelines.execution.background import Background
 from pipelines.execution.survey import (
     Reporter,

@@ -62,7 +62,8 @@ def load(name: str | os.PathLike, out: str | os.PathLike | None = None) -> Resul
     wrote), or, when there is none, computed here from the fits with their own readout rules.
     """
     from pipelines.analysis.baselines import read_baselines
-    from pipelines.analysis.summary import read_summary, summarize
+    from pipelines.analysis.stored import read_summary
+    from pipelines.analysis.summary import summarize
     from pipelines.job import load_job
     from pipelines.results.store import Store
 

@@ -12,16 +12,9 @@ import pytest
 import yaml
 
 from mflow.fit import FitResult
-from pipelines.analysis.summary import (
-    AnalysisError,
-    group_id,
-    read_summary,
-    recompute,
-    recompute_curves,
-    summarize,
-    update_summary,
-    write_summary,
-)
+from pipelines.analysis.readouts import AnalysisError, recompute, recompute_curves
+from pipelines.analysis.stored import read_summary, update_summary, write_summary
+from pipelines.analysis.summary import group_id, summarize
 from pipelines.cli import main
 from pipelines.job import parse_job, plan
 from pipelines.results import load

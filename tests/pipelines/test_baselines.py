@@ -10,6 +10,7 @@ import pytest
 
 from mflow.config import DataSpec, FitSpec
 from mflow.datasets import DATA_VERSIONS, load
+from pipelines.analysis import baselines
 from pipelines.analysis.baselines import (
     DANCO_MAX_DIM,
     compute_baselines,
@@ -18,7 +19,6 @@ from pipelines.analysis.baselines import (
     points,
     read_baselines,
 )
-from pipelines.analysis import baselines
 from pipelines.analysis.summary import summarize
 from pipelines.job import parse_job, plan
 from pipelines.results.store import Store, fit_record

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from mflow.fit import FitResult
+from pipelines.analysis.readouts import AnalysisError
 from pipelines.analysis.scales import read_scales, scales_table
-from pipelines.analysis.summary import AnalysisError, read_summary, summarize
+from pipelines.analysis.stored import read_summary
+from pipelines.analysis.summary import summarize
 from pipelines.cli import main
 from pipelines.job import parse_job, plan
 from pipelines.results.store import Store, curve_rows, fit_record

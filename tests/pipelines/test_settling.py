@@ -17,7 +17,9 @@ from mlflow import MlflowClient
 
 from mflow.fit import CurvePoint, FitResult
 from pipelines import plots
-from pipelines.analysis.summary import SUMMARY_SCHEMA, read_summary, summarize, update_summary
+from pipelines.analysis.columns import SUMMARY_SCHEMA
+from pipelines.analysis.stored import read_summary, update_summary
+from pipelines.analysis.summary import summarize
 from pipelines.cli import main
 from pipelines.execution.checkpoints import result_from_dict, result_to_dict
 from pipelines.job import parse_job, plan
