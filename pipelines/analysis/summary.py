@@ -68,7 +68,7 @@ from pipelines.analysis.scales import (
     add_scale_columns,
     family_summary,
 )
-from pipelines.results.store import group_label
+from pipelines.results.records import group_label
 
 __all__ = [
     "BAND",

@@ -103,8 +103,9 @@ def status(args: argparse.Namespace, console: Console) -> int:
 
 
 def sync_mlflow(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.results.backfill import backfill
     from pipelines.results.store import Store
-    from pipelines.results.tracking import backfill, describe
+    from pipelines.results.tracking import describe
 
     out = args.out or default_out()
     tracking = args.tracking_uri or default_tracking()

@@ -32,7 +32,8 @@ from pipelines.analysis.stored import update_summary
 from pipelines.execution import checkpoints, cluster, trials
 from pipelines.execution.background import Background
 from pipelines.job import Fit, Job, JobError, plan
-from pipelines.results.store import Store, curve_rows, fit_record
+from pipelines.results.records import curve_rows, fit_record
+from pipelines.results.store import Store
 from pipelines.results.tracking import Tracker
 
 __all__ = ["Reporter", "SurveyOutcome", "pending_fits", "run_survey", "status_counts"]

@@ -19,43 +19,35 @@ is noticed at once (a TCP check), and the driver lowers MLflow's HTTP retries (d
 with exponential backoff: minutes) to 2 and its timeout to 30 s unless
 ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_TIMEOUT`` are set, so a server
 that stops mid-survey costs seconds. Fits recorded while MLflow was unreachable are added
-later from Parquet by ``backfill`` (``survey sync-mlflow``). A fit has one active run: when
-it is recorded again (retried, backfilled, or recorded in MLflow just before a crash kept it
-out of Parquet), its earlier runs are moved to MLflow's deleted runs (restorable), and a
-survey run left ``RUNNING`` by a killed driver is marked ``KILLED`` by the next one.
+later from Parquet (``pipelines.results.backfill``, ``survey sync-mlflow``). A fit has one
+active run: when it is recorded again (retried, backfilled, or recorded in MLflow just before
+a crash kept it out of Parquet), its earlier runs are moved to MLflow's deleted runs
+(restorable), and a survey run left ``RUNNING`` by a killed driver is marked ``KILLED`` by the
+next one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mflow.config import FitSpec
 from mflow.fit import FitResult
 from pipelines.job import Fit, Job
-from pipelines.results.store import Store, group_label
+from pipelines.results.fit_run import flatten, settle_metrics, spectrum_png
+from pipelines.results.records import group_label
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
-    "Backfill",
     "Tracker",
-    "backfill",
     "describe",
-    "flatten",
-    "result_from_row",
-    "spectrum_png",
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -66,58 +58,6 @@ CONNECT_TIMEOUT_S = 5.0  # the TCP check of an MLflow server before a survey sta
 
 for _name in ("mlflow.store.db.utils", "alembic"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{'train': {'lr': 1}} -> {'train.lr': 1}``.
-
-    Example:
-        >>> flatten({"a": {"b": 1, "c": {"d": None}}})
-        {'a.b': 1, 'a.c.d': None}
-    """
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
-
-
-def spectrum_png(fit: Fit, result: FitResult) -> bytes:
-    """The report's spectrum figure (``pipelines.plots.spectrum_figure``) of this one fit: its
-    final spectrum of ``A A^T`` on a log scale, the noise floor the readout uses, the
-    threshold (``threshold`` rule) and the cut after the estimated dimension."""
-    from mflow.readout import readout_floor
-    from pipelines import plots
-
-    spec, estimate = fit.spec, result.id_estimate
-    row = {"group": fit.fit_id, "estimate": estimate, "estimate_min": estimate,
-           "estimate_max": estimate, "true_dim": result.true_dim, "settled": result.settled,
-           "floor": readout_floor(spec), "sigma2": spec.prior.sigma2,
-           "rule": spec.readout.rule, "threshold": spec.readout.threshold}
-    return plots.png(plots.spectrum_figure(row, [result.eigenvalues], [spec.train.seed]))
-
-
-def _settle_metrics(result: FitResult) -> dict[str, float | None]:
-    """The settling verdict (``settled`` as 1/0) and its figures as metric values; ``None``
-    (not logged) where the result has none or a figure is NaN. An infinite figure (a drift
-    when too few points were logged to judge) is logged as the largest finite float: that is
-    what MLflow's SQL stores write for infinity anyway, and over REST infinity is not JSON.
-
-    Example:
-        >>> from mflow.fit import FitResult
-        >>> r = FitResult("ok", None, 9, 1, "threshold", (1.0,), (), 5, 1, None, 0.1, "cpu",
-        ...               settled=False, settle_drift=math.inf, settle_margin=0.0)
-        >>> _settle_metrics(r) == {"settled": 0.0, "settle_stable_steps": None,
-        ...                        "settle_drift": sys.float_info.max, "settle_margin": 0.0}
-        True
-    """
-    figures = {"settled": result.settled, "settle_stable_steps": result.settle_stable_steps,
-               "settle_drift": result.settle_drift, "settle_margin": result.settle_margin}
-    return {k: None if v is None or math.isnan(v) else min(float(v), sys.float_info.max)
-            for k, v in figures.items()}
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -310,7 +250,7 @@ class Tracker:
                           "wall_s": result.wall_s, "diverged_step": result.diverged_step,
                           "id_rank": result.id_rank, "local_dim": result.local_dim,
                           "local_dim_spread": result.local_dim_spread,
-                          **_settle_metrics(result)}
+                          **settle_metrics(result)}
                 metrics += [
                     Metric(k, float(v), now, result.steps)
                     for k, v in finals.items() if v is not None
@@ -378,67 +318,3 @@ def describe(uri: str) -> str:
     return uri
 
 
-# -- backfill from Parquet -------------------------------------------------------------------
-
-
-def result_from_row(row: Mapping[str, Any], curve: Sequence[Mapping[str, Any]]) -> FitResult | None:
-    """The ``FitResult`` a fits-table row (and its curve rows) was made from; ``None`` for a
-    fit that failed without a result."""
-    if row["eigenvalues"] is None:
-        return None
-    return FitResult.from_dict(row, curve)
-
-
-@dataclass
-class Backfill:
-    """What ``backfill`` did."""
-
-    fits: int  # rows in the fits table
-    present: int  # rows whose MLflow run was there already
-    added: int  # rows recorded in MLflow now
-    removed: int  # other active runs of stored fits, moved to MLflow's deleted runs
-
-
-def backfill(store: Store, uri: str) -> Backfill:
-    """Record in MLflow at ``uri`` every stored fit whose row names no active run there, and
-    point the row at its new run; other active runs of a stored fit (left by a crash between
-    recording a fit in MLflow and in Parquet) are deleted. Idempotent: a second call changes
-    nothing. Raises MLflow's errors (or ``ConnectionError``) when MLflow cannot be reached;
-    rows done so far stay done.
-    """
-    rows = store.read_table().to_pylist()
-    tracker = Tracker(uri, store.survey)
-    active = tracker.active_runs()
-    missing = [row for row in rows if row["mlflow_run_id"] not in active]
-    outcome = Backfill(fits=len(rows), present=len(rows) - len(missing), added=0, removed=0)
-    linked = {row["fit_id"]: row["mlflow_run_id"] for row in rows if row not in missing}
-    for run_id, fit_id in active.items():
-        if fit_id in linked and linked[fit_id] != run_id:
-            tracker.client.delete_run(run_id)
-            outcome.removed += 1
-    if not missing:
-        return outcome
-    curves: dict[str, list[dict[str, Any]]] = {}
-    for point in store.read_curves().to_dict("records"):
-        curves.setdefault(point["fit_id"], []).append(point)
-    tracker.start_sync(len(missing))
-    status = "FAILED"
-    try:
-        for row in missing:
-            fit = Fit(row["fit_id"], FitSpec.from_dict(json.loads(row["config"])),
-                      json.loads(row["axes"]))
-            result = result_from_row(row, curves.get(row["fit_id"], []))
-            run_id = tracker.log_fit(
-                fit, result, error=row["error"] if result is None else None,
-                retries=row["retries"] or 0, ended_at=row["finished_at"],
-            )
-            store.set_mlflow_run_id(row["fit_id"], run_id)
-            outcome.added += 1
-        status = "FINISHED"
-    finally:
-        try:
-            tracker.end_survey(status, {"backfilled": outcome.added})
-        except Exception:  # noqa: BLE001 - the error that stopped the loop matters more
-            if status == "FINISHED":
-                raise
-    return outcome

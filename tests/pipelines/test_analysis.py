@@ -18,7 +18,8 @@ from pipelines.analysis.summary import group_id, summarize
 from pipelines.cli import main
 from pipelines.job import parse_job, plan
 from pipelines.results import load
-from pipelines.results.store import Store, curve_rows, fit_record
+from pipelines.results.records import curve_rows, fit_record
+from pipelines.results.store import Store
 
 # floor = sigma2 + noise_floor**2 = 1e-6 + 1e-4 (the defaults); the threshold rule's cut is at
 # 20 * floor = 2.02e-3, so the estimates below are what the threshold rule reads.

@@ -21,7 +21,8 @@ from pipelines.analysis.baselines import (
 )
 from pipelines.analysis.summary import summarize
 from pipelines.job import parse_job, plan
-from pipelines.results.store import Store, fit_record
+from pipelines.results.records import fit_record
+from pipelines.results.store import Store
 
 
 def stored(tmp_path: Path, name: str, datasets=("line", "scurve"), n: int = 1000):

@@ -515,7 +515,7 @@ def test_a_fit_recorded_again_keeps_one_active_mlflow_run(tmp_path: Path, tiny_j
     """A fit recorded in MLflow twice (retried, or recorded just before a crash kept it out of
     Parquet) has one active run: the earlier one is moved to MLflow's deleted runs; and
     ``sync-mlflow`` deletes a stray run that a crash left beside the one the row names."""
-    from pipelines.results.store import fit_record
+    from pipelines.results.records import fit_record
     from pipelines.results.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -14,7 +14,8 @@ from mflow.datasets import load
 from mflow.fit import Trainer
 from pipelines.analysis.quality import factor_spearman, off_manifold_distance, quality_table
 from pipelines.job import parse_job, plan
-from pipelines.results.store import Store, curve_rows, fit_record
+from pipelines.results.records import curve_rows, fit_record
+from pipelines.results.store import Store
 
 REFERENCE_N = 50_000  # enough for a distance error below 1e-3 on |t| <= 1.5
 

@@ -22,7 +22,8 @@ from pipelines.job import parse_job, plan
 from pipelines.report import _upload, build_report
 from pipelines.report_page import html_table, latex_table
 from pipelines.results import load
-from pipelines.results.store import Store, curve_rows, fit_record
+from pipelines.results.records import curve_rows, fit_record
+from pipelines.results.store import Store
 
 
 def tiny_raw(name: str) -> dict:
@@ -305,7 +306,7 @@ def test_a_fit_s_mlflow_spectrum_is_the_report_s_figure(monkeypatch: pytest.Monk
     """``tracking.spectrum_png`` draws with ``plots.spectrum_figure``: the fit's spectrum, the
     noise floor its readout uses, the threshold and the cut after its estimate."""
     from mflow.readout import readout_floor
-    from pipelines.results.tracking import spectrum_png
+    from pipelines.results.fit_run import spectrum_png
 
     drawn = []
     real = plots.spectrum_figure

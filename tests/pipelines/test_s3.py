@@ -21,7 +21,8 @@ from pipelines.cli import main
 from pipelines.job import parse_job, plan
 from pipelines.results import load
 from pipelines.results import store as store_module
-from pipelines.results.store import Store, fit_record
+from pipelines.results.records import fit_record
+from pipelines.results.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 SURVEY = Path(sys.executable).parent / "survey"

@@ -16,7 +16,8 @@ from pipelines.analysis.stored import read_summary
 from pipelines.analysis.summary import summarize
 from pipelines.cli import main
 from pipelines.job import parse_job, plan
-from pipelines.results.store import Store, curve_rows, fit_record
+from pipelines.results.records import curve_rows, fit_record
+from pipelines.results.store import Store
 
 FLOORS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]  # sigma_x, 300x
 NOISE = {"sine": 0.01, "line": None}  # the data's own noise std: a noisy and a clean case

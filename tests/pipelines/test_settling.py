@@ -25,8 +25,10 @@ from pipelines.execution.checkpoints import result_from_dict, result_to_dict
 from pipelines.job import parse_job, plan
 from pipelines.report import build_report, table_rows
 from pipelines.results import load
-from pipelines.results.store import FITS_SCHEMA, Store, curve_rows, fit_record
-from pipelines.results.tracking import Tracker, result_from_row
+from pipelines.results.backfill import result_from_row
+from pipelines.results.records import FITS_SCHEMA, curve_rows, fit_record
+from pipelines.results.store import Store
+from pipelines.results.tracking import Tracker
 
 SETTLE_COLUMNS = ["settled", "settle_stable_steps", "settle_drift", "settle_margin"]
 SUMMARY_COLUMNS = ["answer", "settled", "settled_fits", "settled_per_fit"]

@@ -11,7 +11,8 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.job import load_job, plan
-from pipelines.results.store import Store, fit_record
+from pipelines.results.records import fit_record
+from pipelines.results.store import Store
 
 JOB = """\
 name: clitest

@@ -14,8 +14,8 @@ import pytest
 import pipelines.job.identity
 import pipelines.job.jobfile
 import pipelines.job.schema
+import pipelines.results.fit_run
 import pipelines.results.store
-import pipelines.results.tracking
 from mflow.config import DataSpec, FitSpec
 from mflow.datasets import DATA_VERSIONS
 from pipelines.job import (
@@ -249,7 +249,7 @@ def test_file_errors_name_the_file(tmp_path: Path, text, expected):
 @pytest.mark.parametrize(
     "module",
     [pipelines.job.identity, pipelines.job.jobfile, pipelines.job.schema, pipelines.results.store,
-     pipelines.results.tracking],
+     pipelines.results.fit_run],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -14,7 +14,8 @@ from mflow.config import FitSpec
 from mflow.fit import CurvePoint, FitResult
 from pipelines.execution.survey import run_survey
 from pipelines.job import Fit, legacy_fit_id, parse_job, plan
-from pipelines.results.store import FITS_SCHEMA, Store, curve_rows, fit_record
+from pipelines.results.records import FITS_SCHEMA, curve_rows, fit_record
+from pipelines.results.store import Store
 
 REQUIRED = [
     "survey", "fit_id", "dataset", "subset", "class", "noise_floor", "seed", "n", "ambient_dim",
