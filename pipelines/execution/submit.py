@@ -22,7 +22,7 @@ from pipelines.job import JobError
 
 __all__ = ["Submission", "submit"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the project: pipelines/execution/submit.py
 
 #: Kept out of the working directory uploaded to the cluster.
 EXCLUDES = [".git", ".venv", ".venv-ci", "results", "mlruns", "mlflow.db", "*.egg-info"]

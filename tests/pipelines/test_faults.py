@@ -320,7 +320,8 @@ import pyarrow.parquet as pq
 from mflow.fit import fit
 from pipelines.results import store as store_module
 from pipelines.job import parse_job, plan
-from pipelines.results.store import Store, curve_rows, fit_record
+from pipelines.results.records import curve_rows, fit_record
+from pipelines.results.store import Store
 
 job = parse_job(json.loads(sys.argv[1]))
 first, second = plan(job)
