@@ -8,6 +8,10 @@ settled, the step it settled at, the eigenvalues around the cut and the wall tim
     python benchmarks/settling.py                       # the development cases, all variants
     python benchmarks/settling.py --cases glyph-2 --variants moment --steps 3000
     MFLOW_DATA_DIR=... python benchmarks/settling.py --cases digit-1 --variants moment
+    python benchmarks/settling.py --cases glyph-3 --variants moment --classical
+
+``--classical`` also prints TwoNN and MLE (``pipelines.analysis.baselines``, scikit-dimension's
+defaults) on the same points as each case's fit.
 
 Variants (only the fields they change; the rest is the image default, ``model.kind: conv``,
 batch 128):
@@ -21,6 +25,7 @@ batch 128):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 from mflow.config import DataSpec, FitSpec
@@ -66,15 +71,31 @@ def run(case: str, variant: str, steps: int, seed: int) -> str:
             f"{time.perf_counter() - started:.0f} s | {' '.join(trajectory)}")
 
 
+def classical(case: str, seed: int) -> str:
+    """TwoNN and MLE on the points the case's fit trains on (images flattened)."""
+    from mflow.datasets import load
+    from pipelines.analysis.baselines import estimate
+
+    data = load(dataclasses.replace(CASES[case], seed=seed))
+    x = data.x.reshape(data.x.shape[0], -1).astype("float64")
+    found = {name: estimate(name, x)[0] for name in ("TwoNN", "MLE")}
+    return f"{case:9s} classical seed {seed}: " + ", ".join(
+        f"{name} {value:.1f}" if value is not None else f"{name} -" for name, value in found.items()
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--classical", action="store_true", help="also TwoNN and MLE")
     args = parser.parse_args()
     for case in args.cases:
         for seed in args.seeds:
+            if args.classical:
+                print(classical(case, seed), flush=True)
             for variant in args.variants:
                 print(run(case, variant, args.steps, seed), flush=True)
 

@@ -126,6 +126,14 @@ def test_a_settled_fit_stops_at_the_first_settled_log_and_says_why():
     full = fit(SETTLING.replace(train={"early_stop_window": 0}))
     assert full.steps == 400 and full.stop_reason is None
     assert [p.loss for p in full.curve[: len(result.curve)]] == [p.loss for p in result.curve]
+    # every point at the noise floor carries the codes' local dimension, the last one the
+    # fit's own (the same weights, the same points)
+    assert all(p.local_dim is not None for p in result.curve)
+    assert result.curve[-1].local_dim == pytest.approx(result.local_dim)
+    annealed = fit(SETTLING.replace(train={"noise_start": 0.5, "steps": 60,
+                                           "early_stop_window": 0}))
+    assert [p.local_dim is None for p in annealed.curve] == [
+        p.noise_std > SETTLING.train.noise_floor for p in annealed.curve]
 
 
 def test_an_early_stop_survives_a_checkpoint():
