@@ -28,8 +28,8 @@ import pandas as pd
 
 from pipelines.analysis.baselines import DEFAULT_ESTIMATORS, compute_baselines, read_baselines
 from pipelines.analysis.readouts import AnalysisError, recompute_curves
-from pipelines.analysis.scales import SCALE_RULE, scales_table, write_scales
-from pipelines.analysis.stored import summary_path, write_summary
+from pipelines.analysis.scales import SCALE_RULE, scales_table
+from pipelines.analysis.stored import summary_path, write_scales, write_summary
 from pipelines.analysis.summary import summarize
 from pipelines.report_page import write_html
 from pipelines.report_tables import table_rows

@@ -42,12 +42,8 @@ __all__ = [
     "family_label",
     "family_summary",
     "floor_axis",
-    "read_scales",
     "scale_rows",
-    "scales_path",
     "scales_table",
-    "update_scales",
-    "write_scales",
 ]
 
 SCALE_RULE = "scale"  # survey analyze --rule scale
@@ -324,32 +320,3 @@ def scale_rows(scales: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
                 f"{_number(first['scale_low'])}–{_number(first['scale_high'])}")
         rows.append([*cells, across, _number(first["noise_scale"]), span])
     return headers, rows
-
-
-# -- stored ----------------------------------------------------------------------------------
-
-
-def scales_path(store: Any) -> str:
-    """Where the scales table of ``store``'s survey lives (a path on ``store.fs``)."""
-    return f"{store.root}/scales.parquet"
-
-
-def write_scales(store: Any, table: pd.DataFrame) -> str:
-    """Store ``table`` (``scales_table``) as ``<out>/<name>/scales.parquet``, atomically."""
-    from pipelines.analysis.stored import write_table  # stored imports this module
-
-    return write_table(store, scales_path(store), table, SCALES_SCHEMA)
-
-
-def read_scales(store: Any) -> pd.DataFrame | None:
-    """The stored scales table, or None when the survey has none."""
-    from pipelines.analysis.stored import read_table
-
-    return read_table(store, scales_path(store), SCALES_SCHEMA)
-
-
-def update_scales(store: Any, per_floor: pd.DataFrame) -> str | None:
-    """Write ``scales.parquet`` from a summary grouped by floor when some group has a floor;
-    returns its path, or None (no noise-floor axis: nothing written)."""
-    table = scales_table(per_floor)
-    return write_scales(store, table) if len(table) else None

@@ -1,5 +1,5 @@
-"""The summary as stored: ``summary.parquet``'s schema, and the tables of the analysis written
-beside the fits (atomically, with the store's writer) and read back."""
+"""The analysis as stored beside the fits: ``summary.parquet`` and ``scales.parquet`` written
+(atomically, with the store's writer) and read back."""
 
 from __future__ import annotations
 
@@ -12,15 +12,19 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines.analysis.columns import SUMMARY_SCHEMA
-from pipelines.analysis.scales import SCALE_RULE, update_scales
+from pipelines.analysis.scales import SCALE_RULE, SCALES_SCHEMA, scales_table
 from pipelines.analysis.summary import summarize
 from pipelines.results.store import Store
 
 __all__ = [
+    "read_scales",
     "read_summary",
     "read_table",
+    "scales_path",
     "summary_path",
+    "update_scales",
     "update_summary",
+    "write_scales",
     "write_summary",
     "write_table",
 ]
@@ -79,3 +83,25 @@ def update_summary(
         warn(f"summary.parquet not written ({type(exc).__name__}: {exc}); "
              f"run `survey analyze {store.survey}` to write it")
         return None
+
+
+def scales_path(store: Store) -> str:
+    """Where the scales table of ``store``'s survey lives (a path on ``store.fs``)."""
+    return f"{store.root}/scales.parquet"
+
+
+def write_scales(store: Store, table: pd.DataFrame) -> str:
+    """Store ``table`` (``scales_table``) as ``<out>/<name>/scales.parquet``, atomically."""
+    return write_table(store, scales_path(store), table, SCALES_SCHEMA)
+
+
+def read_scales(store: Store) -> pd.DataFrame | None:
+    """The stored scales table, or None when the survey has none."""
+    return read_table(store, scales_path(store), SCALES_SCHEMA)
+
+
+def update_scales(store: Store, per_floor: pd.DataFrame) -> str | None:
+    """Write ``scales.parquet`` from a summary grouped by floor when some group has a floor;
+    returns its path, or None (no noise-floor axis: nothing written)."""
+    table = scales_table(per_floor)
+    return write_scales(store, table) if len(table) else None

@@ -53,8 +53,8 @@ def _analysis_options(args: argparse.Namespace, defaults: dict[str, Any]) -> dic
 def analyze(args: argparse.Namespace, console: Console) -> int:
     from pipelines.analysis.baselines import read_baselines
     from pipelines.analysis.readouts import AnalysisError
-    from pipelines.analysis.scales import SCALE_RULE, update_scales
-    from pipelines.analysis.stored import summary_path, write_summary
+    from pipelines.analysis.scales import SCALE_RULE
+    from pipelines.analysis.stored import summary_path, update_scales, write_summary
     from pipelines.analysis.summary import summarize
 
     store, fit_ids, _, defaults = _analysis_target(args)

@@ -11,8 +11,8 @@ import pytest
 
 from mflow.fit import FitResult
 from pipelines.analysis.readouts import AnalysisError
-from pipelines.analysis.scales import read_scales, scales_table
-from pipelines.analysis.stored import read_summary
+from pipelines.analysis.scales import scales_table
+from pipelines.analysis.stored import read_scales, read_summary
 from pipelines.analysis.summary import summarize
 from pipelines.cli import main
 from pipelines.job import parse_job, plan
