@@ -9,7 +9,7 @@ from pipelines.execution import packing
 from pipelines.execution.cluster import gpu_memory, slots_now
 from pipelines.job import Fit, Resources
 
-__all__ = ["plan_packs", "trial_memory"]
+__all__ = ["fill_slots", "plan_packs", "trial_memory"]
 
 
 def trial_memory(resources: Resources) -> float:
@@ -42,6 +42,37 @@ def _auto_sizes(fits: Sequence[Fit], resources: Resources) -> dict[str, int]:
             sizes[key] = 1
             continue
         sizes[key] = packing.auto_pack_size(cost, gpu=resources.gpu > 0, memory=memory)
+    counts: dict[str, int] = {}
+    for fit in fits:
+        key = pack_key(fit.spec)
+        counts[key] = counts.get(key, 0) + 1
+    return fill_slots(sizes, counts, slots_now(resources))
+
+
+def fill_slots(sizes: dict[str, int], counts: Mapping[str, int], slots: int) -> dict[str, int]:
+    """Pack sizes made smaller until the packs are at least as many as the trial ``slots`` the
+    cluster holds now (or every pack is one fit): one big pack on one core of two leaves the
+    other idle, two half packs use both. The group whose packs are largest is split first.
+
+    Example:
+        >>> fill_slots({"sine": 16}, {"sine": 16}, 2)
+        {'sine': 8}
+        >>> fill_slots({"a": 3, "b": 3}, {"a": 3, "b": 3}, 2)
+        {'a': 3, 'b': 3}
+        >>> fill_slots({"a": 66}, {"a": 3}, 4)
+        {'a': 1}
+    """
+    sizes = {key: min(size, counts[key]) for key, size in sizes.items()}
+
+    def packs(key: str) -> int:
+        return -(-counts[key] // sizes[key])
+
+    while sum(packs(key) for key in sizes) < slots:
+        splittable = [key for key in sizes if sizes[key] > 1]
+        if not splittable:
+            break
+        key = max(splittable, key=lambda k: sizes[k])
+        sizes[key] = -(-counts[key] // (packs(key) + 1))
     return sizes
 
 

@@ -81,9 +81,16 @@ def test_auto_packs_toy_fits_by_the_dozen_and_runs_image_fits_alone():
 
 
 @ray_local
-def test_auto_plans_one_pack_for_a_few_toy_fits(tiny_job):
+def test_auto_packs_a_few_toy_fits_into_as_many_packs_as_trials_run_at_once(tiny_job):
+    from pipelines.execution.cluster import slots_now
+
     job = tiny_job("auto", grid={"seed": [0, 1, 2, 3]}, resources={"pack": "auto"})
-    assert [len(p) for p in sizing.plan_packs(plan(job), job.resources)] == [4]
+    sizes = [len(p) for p in sizing.plan_packs(plan(job), job.resources)]
+    slots = slots_now(job.resources)
+    assert sum(sizes) == 4 and len(sizes) == min(4, slots) and max(sizes) - min(sizes) <= 1
+    # one slot: one pack; two: two halves
+    assert sizing.fill_slots({"k": 66}, {"k": 4}, 1) == {"k": 4}
+    assert sizing.fill_slots({"k": 66}, {"k": 4}, 2) == {"k": 2}
 
 
 # -- surveys ---------------------------------------------------------------------------------
