@@ -80,7 +80,7 @@ def analyze(args: argparse.Namespace, console: Console) -> int:
 def report(args: argparse.Namespace, console: Console) -> int:
     from pipelines.analysis.baselines import ESTIMATORS
     from pipelines.analysis.readouts import AnalysisError
-    from pipelines.report import build_report
+    from pipelines.report.build import build_report
 
     store, fit_ids, description, defaults = _analysis_target(args)
     estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]

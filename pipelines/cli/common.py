@@ -69,7 +69,7 @@ def describe_job(job: Job, console: Console) -> None:
 
 def estimates_table(title: str, summary, baselines) -> Table:
     """The summary's estimates (and the baselines', when given) as a rich table."""
-    from pipelines.report import table_rows
+    from pipelines.report.build import table_rows
 
     headers, rows = table_rows(summary, baselines)
     table = Table(title=title, title_justify="left")

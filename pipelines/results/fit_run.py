@@ -32,11 +32,11 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def spectrum_png(fit: Fit, result: FitResult) -> bytes:
-    """The report's spectrum figure (``pipelines.plots.spectrum_figure``) of this one fit: its
-    final spectrum of ``A A^T`` on a log scale, the noise floor the readout uses, the
+    """The report's spectrum figure (``pipelines.report.plots.spectrum_figure``) of this one
+    fit: its final spectrum of ``A A^T`` on a log scale, the noise floor the readout uses, the
     threshold (``threshold`` rule) and the cut after the estimated dimension."""
     from mflow.readout import readout_floor
-    from pipelines import plots
+    from pipelines.report import plots
 
     spec, estimate = fit.spec, result.id_estimate
     row = {"group": fit.fit_id, "estimate": estimate, "estimate_min": estimate,

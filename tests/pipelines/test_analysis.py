@@ -246,7 +246,7 @@ def test_a_group_below_its_rank_is_flagged_curved_and_keeps_both_numbers(tmp_pat
 def test_the_report_shows_the_rank_and_the_local_dimension_and_flags_a_curved_group(tmp_path):
     import dataclasses
 
-    from pipelines.report import build_report
+    from pipelines.report.build import build_report
 
     store, fits = curved_store(tmp_path)
     table = store.read_fits()

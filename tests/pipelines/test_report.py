@@ -16,11 +16,11 @@ from mlflow import MlflowClient
 from mflow.config import ModelSpec, PriorSpec
 from mflow.fit import CurvePoint, FitResult, fit_artifacts
 from mflow.model import ManifoldFlow
-from pipelines import data_plots, plots
 from pipelines.cli import main
 from pipelines.job import parse_job, plan
-from pipelines.report import _upload, build_report
-from pipelines.report_page import html_table, latex_table
+from pipelines.report import data_plots, plots
+from pipelines.report.build import _upload, build_report
+from pipelines.report.page import html_table, latex_table
 from pipelines.results import load
 from pipelines.results.records import curve_rows, fit_record
 from pipelines.results.store import Store
@@ -256,15 +256,15 @@ def test_user_strings_are_escaped_in_the_page_and_in_the_latex(tmp_path: Path):
 
 def test_the_templates_ship_as_package_data():
     """A non-editable install finds the templates: pyproject's package-data covers every file
-    in pipelines/templates/."""
+    in pipelines/report/templates/."""
     import fnmatch
     import tomllib
 
     root = Path(__file__).resolve().parents[2]
     patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["pipelines"]
-    shipped = sorted(p.relative_to(root / "pipelines").as_posix()
-                     for p in (root / "pipelines" / "templates").iterdir())
+        "package-data"]["pipelines.report"]
+    package = root / "pipelines" / "report"
+    shipped = sorted(p.relative_to(package).as_posix() for p in (package / "templates").iterdir())
     assert {"templates/report.html.j2", "templates/report.tex.j2"} <= set(shipped)
     for name in shipped:
         assert any(fnmatch.fnmatch(name, p) for p in patterns), name
@@ -289,7 +289,7 @@ def test_the_data_figure_of_a_parquet_file_is_drawn_from_python(tmp_path: Path):
     for f in fits:
         res = result("sine", f.spec.train.seed)
         store.write(fit_record("pq", f, res), curve_rows("pq", f.fit_id, res))
-    code = ("from pipelines.report import build_report\n"
+    code = ("from pipelines.report.build import build_report\n"
             "from pipelines.results.store import Store\n"
             f"report = build_report(Store({str(tmp_path / 'results')!r}, 'pq'), "
             "baselines=False, use_ray=False)\n"

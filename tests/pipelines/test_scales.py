@@ -121,7 +121,7 @@ def test_rule_scale_needs_a_noise_floor_axis_and_enough_floors(tmp_path: Path):
 
 
 def test_the_report_draws_one_curve_per_family_and_tabulates_the_readout(tmp_path: Path):
-    from pipelines.report import build_report
+    from pipelines.report.build import build_report
 
     store, fits = make_store(tmp_path, "drawn")
     report = build_report(store, fit_ids=[f.fit_id for f in fits], baselines=False,

@@ -16,14 +16,14 @@ import pyarrow.parquet as pq
 from mlflow import MlflowClient
 
 from mflow.fit import CurvePoint, FitResult
-from pipelines import plots
 from pipelines.analysis.columns import SUMMARY_SCHEMA
 from pipelines.analysis.stored import read_summary, update_summary
 from pipelines.analysis.summary import summarize
 from pipelines.cli import main
 from pipelines.execution.checkpoints import result_from_dict, result_to_dict
 from pipelines.job import parse_job, plan
-from pipelines.report import build_report, table_rows
+from pipelines.report import plots
+from pipelines.report.build import build_report, table_rows
 from pipelines.results import load
 from pipelines.results.backfill import result_from_row
 from pipelines.results.records import FITS_SCHEMA, curve_rows, fit_record

@@ -11,8 +11,8 @@ baselines cache, and logs the report and the summary to the survey's latest MLfl
 run.
 
 This module orchestrates: it summarises, runs the baselines, has the folder written
-(``pipelines.report_page``: the Jinja2 templates in ``pipelines/templates/``, the tables'
-text from ``pipelines.report_tables``, the figures from ``pipelines.report_figures``), puts it
+(``pipelines.report.page``: the Jinja2 templates in ``pipelines/report/templates/``, the tables'
+text from ``pipelines.report.tables``, the figures from ``pipelines.report.figures``), puts it
 in place whole and logs it to MLflow.
 """
 
@@ -31,11 +31,11 @@ from pipelines.analysis.readouts import AnalysisError, recompute_curves
 from pipelines.analysis.scales import SCALE_RULE, scales_table
 from pipelines.analysis.stored import summary_path, write_scales, write_summary
 from pipelines.analysis.summary import summarize
-from pipelines.report_page import write_html
-from pipelines.report_tables import table_rows
+from pipelines.report.page import write_html
+from pipelines.report.tables import table_rows
 from pipelines.results.store import Store
 
-# table_rows and write_html live in report_tables / report_page; named here too, where
+# table_rows and write_html live in tables / page; named here too, where
 # `survey` and the tests have always found them.
 __all__ = ["Report", "build_report", "log_to_mlflow", "table_rows", "write_html"]
 

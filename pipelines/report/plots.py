@@ -4,7 +4,7 @@ From stored results only: per-group spectra (``spectrum_figure``, also one fit's
 MLflow run), estimates beside the classical baselines (``estimates_figure``),
 loss/spectrum/estimate trajectories over steps (``trajectory_figure``) and the dimension
 across noise floors (``scales_figure``). The data and what a model made of them are drawn by
-``pipelines.data_plots``.
+``pipelines.report.data_plots``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The report's page: ``index.html`` and ``table.tex`` rendered from the Jinja2 templates in
-``pipelines/templates/``, their tables written by pandas, beside the figures and the CSV tables.
+``pipelines/report/templates/``, their tables written by pandas, beside the figures and the
+CSV tables.
 
 The HTML template autoescapes everything it is given; tables come in already escaped by
 ``DataFrame.to_html``. LaTeX cells are escaped by pandas' ``Styler`` (``_``, ``&``, ``%``, ...),
@@ -17,12 +18,12 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from pipelines import plots
 from pipelines.analysis.baselines import DANCO_MAX_DIM
 from pipelines.analysis.scales import scale_rows
 from pipelines.analysis.summary import settle_mark
-from pipelines.report_figures import ArtifactReader, group_figures, save
-from pipelines.report_tables import fits_settling, group_facts, method_facts, table_rows
+from pipelines.report import plots
+from pipelines.report.figures import ArtifactReader, group_figures, save
+from pipelines.report.tables import fits_settling, group_facts, method_facts, table_rows
 
 __all__ = ["html_table", "latex_escape", "latex_table", "write_html"]
 
@@ -50,7 +51,7 @@ def _templates() -> jinja2.Environment:
     a ``latex`` filter for the others, an undefined name an error rather than an empty
     string."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("pipelines", "templates"),
+        loader=jinja2.PackageLoader("pipelines.report", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

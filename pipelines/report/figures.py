@@ -1,5 +1,5 @@
 """The report's figures, saved as PNG under ``<report>/figures/``: a group's spectrum, its
-trajectories over steps, its data and what its model made of them (``pipelines.plots`` draws
+trajectories over steps, its data and what its model made of them (``pipelines.report.plots`` draws
 them; this module picks what to draw and where it goes).
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines import data_plots, plots
+from pipelines.report import data_plots, plots
 
 __all__ = ["ArtifactReader", "group_figures", "save"]
 

@@ -2,7 +2,7 @@
 
 ``table_rows`` is the main table (the console, HTML and LaTeX tables all use it),
 ``fits_settling`` a group's fits seed by seed, ``group_facts`` a group's facts and baselines,
-``method_facts`` what the page's method paragraph depends on. ``pipelines.report_page`` turns
+``method_facts`` what the page's method paragraph depends on. ``pipelines.report.page`` turns
 them into HTML and LaTeX.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines import plots
 from pipelines.analysis.summary import curved_note, settle_mark
+from pipelines.report import plots
 
 __all__ = ["fits_settling", "group_facts", "method_facts", "table_rows"]
 
