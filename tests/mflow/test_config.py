@@ -15,10 +15,11 @@ from mflow.config import (
     choices,
 )
 from mflow.datasets.mnist import FILES as MNIST_FILES
-from mflow.fit import DTYPES, PRIOR_UPDATES, check_train
+from mflow.fit import DTYPES, check_train
 from mflow.flow import FLOW_KINDS
 from mflow.model import PRIORS
 from mflow.readout import RULES
+from mflow.training import PRIOR_UPDATES
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,85 @@
+"""What a trained model makes of its data, kept beside a fit's row: samples, the latent
+projection of the training points, and the local dimension of their codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mflow.local import LOCAL_RULE, LocalDimension, local_dimension
+from mflow.model import ManifoldFlow
+
+__all__ = ["PROJECTED", "SAMPLES_IMAGE", "SAMPLES_VECTOR", "fit_artifacts", "local_codes",
+           "local_estimate"]
+
+SAMPLES_IMAGE = 16  # model samples kept per fit of images (a grid in the report)
+SAMPLES_VECTOR = 1000  # per fit of vectors (a scatter, and the distance to the true manifold)
+PROJECTED = 1000  # training points whose latent projection is kept
+
+
+@torch.no_grad()
+def fit_artifacts(
+    model: ManifoldFlow, x: Tensor, estimate: int | None, seed: int
+) -> dict[str, np.ndarray]:
+    """What a trained model makes of its data, small enough to keep beside the fit's row.
+
+    ``samples``: ``g^{-1}(z)``, ``z ~`` the prior (``SAMPLES_IMAGE`` for images, else
+    ``SAMPLES_VECTOR``), in data units. ``projection``: ``g(x) E_k`` of up to ``PROJECTED``
+    training points, ``k = min(max(estimate, 1), 3)``; ``index``: which points (rows of ``x``).
+
+    Example:
+        >>> from mflow.config import FitSpec
+        >>> from mflow.fit import Trainer
+        >>> trainer = Trainer(FitSpec().replace(train={"steps": 0}))
+        >>> sorted((k, v.shape) for k, v in fit_artifacts(trainer.model, trainer.x, 1, 0).items())
+        [('index', (1000,)), ('projection', (1000, 1)), ('samples', (1000, 2))]
+    """
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    n_samples = SAMPLES_IMAGE if x.dim() > 2 else SAMPLES_VECTOR
+    samples = model.sample(n_samples, gen).float().cpu().numpy()
+    index = _projected_index(x.shape[0], seed)
+    k = min(max(estimate or 1, 1), 3, model.prior.dim)
+    projection = model.project(x[torch.as_tensor(index, device=x.device)], k)
+    model.train(was_training)
+    return {"samples": samples, "projection": projection.float().cpu().numpy(), "index": index}
+
+
+def _projected_index(n: int, seed: int) -> np.ndarray:
+    """The (up to ``PROJECTED``) training points whose codes are kept and read, sorted."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(n, PROJECTED), replace=False))
+
+
+@torch.no_grad()
+def local_codes(
+    model: ManifoldFlow, x: Tensor, rank: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The codes ``g(x) E_K`` (float64) of the same up to ``PROJECTED`` points as
+    ``fit_artifacts`` keeps, in the ``K = rank`` leading eigen-directions of ``A A^T``, and
+    which points (rows of ``x``) they are."""
+    index = _projected_index(x.shape[0], seed)
+    was_training = model.training
+    model.eval()
+    codes = model.project(x[torch.as_tensor(index, device=x.device)], rank)
+    model.train(was_training)
+    return codes.double().cpu().numpy(), index
+
+
+def local_estimate(
+    model: ManifoldFlow, x: Tensor, rank: int, seed: int, rule: str = LOCAL_RULE
+) -> LocalDimension | None:
+    """The local dimension (``mflow.local``) of the codes in the ``rank`` leading directions;
+    None when there is nothing to read (``rank < 1``, fewer than 3 points, codes that are not
+    finite or all coincide)."""
+    if rank < 1 or x.shape[0] < 3:
+        return None
+    codes, _ = local_codes(model, x, min(rank, model.prior.dim), seed)
+    if not np.all(np.isfinite(codes)):
+        return None
+    try:
+        return local_dimension(codes, rule)
+    except ValueError:  # no distinct neighbours: nothing to read
+        return None
+
