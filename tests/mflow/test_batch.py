@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import _thread
 import gzip
 import json
 import math
-import threading
 
 import numpy as np
 import pytest
@@ -133,29 +131,28 @@ def test_results_hold_the_numbers_the_fits_ended_with_exactly(tmp_path):
             math.isinf(want.settle_drift) and math.isinf(got.settle_drift))
 
 
-def test_an_interrupted_pack_continues_from_its_checkpoint(tmp_path):
+def test_an_interrupted_pack_continues_from_its_checkpoint(tmp_path, monkeypatch):
+    import mflow.batch as batch
+
     spec = BASE.replace(train={"steps": 300, "log_every": 10})
     plan = tmp_path / "p.json"
     plan.write_text(json.dumps(_plan("a", [spec])))
     out = tmp_path / "out"
     args = [str(plan), "-o", str(out), "--checkpoint-every-s", "0"]
-    ended = threading.Event()
+    saves = []
 
-    def interrupt_after_a_checkpoint() -> None:  # as Ctrl-C would, mid-training
-        while not ended.is_set():
-            if list((out / "checkpoints").glob("*.pt")):
-                _thread.interrupt_main()
-                return
-            ended.wait(0.005)
+    def save_then_interrupt(trainer, path):  # as Ctrl-C would, just after the third save
+        batch_save(trainer, path)
+        saves.append(trainer.step)
+        if len(saves) == 3:
+            raise KeyboardInterrupt
 
-    watcher = threading.Thread(target=interrupt_after_a_checkpoint)
-    watcher.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            main(args)
-    finally:
-        ended.set()
-        watcher.join()
+    batch_save = batch.save_checkpoint
+    monkeypatch.setattr(batch, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    monkeypatch.setattr(batch, "save_checkpoint", batch_save)
+    assert saves == [10, 20, 30]
     assert not (out / "results.jsonl.gz").exists()
     assert [p.name for p in (out / "checkpoints").iterdir() if p.suffix != ".pt"] == []
     assert main(args) == 0
