@@ -107,3 +107,12 @@ def test_console_script_runs(job_file: Path):
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["error: train.nope: unknown key"]
+
+
+def test_python_dash_m_pipelines_cli_is_the_survey_command(repo_root):
+    """``survey submit`` starts runs on a cluster as ``python -m pipelines.cli``."""
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "validate",
+                           "jobs/quickstart.yaml"], cwd=repo_root, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "quickstart: 9 fits" in done.stdout
