@@ -45,11 +45,7 @@ def judge(folder: str) -> pd.DataFrame:
     for fit in fits.itertuples():
         spec = FitSpec.from_dict(json.loads(fit.config))
         table = curves[curves.fit_id == fit.fit_id].sort_values("step")
-        curve = [
-            CurvePoint(int(p.step), float(p.loss), float(p.noise_std), float(p.lr),
-                       int(p.estimate), tuple(p.eigenvalues))
-            for p in table.itertuples()
-        ]
+        curve = [CurvePoint.from_dict(row) for row in table.to_dict("records")]
         now = settling(curve, spec, readout_cut(spec))
         first = first_rule_drift(curve, spec)
         # the first rule: the same verdict with its drift in place of the trend

@@ -150,16 +150,18 @@ def settling(curve: Sequence, spec: FitSpec, cut: float) -> Settling:
     k = estimate_at(recent[-1])
     if len(recent) <= window or k < 0:
         return Settling(False, stable, math.inf, 0.0)
-    drift, margin = 1.0, math.inf
+    flat_data = k == rank
+    trend, margin = 1.0, math.inf  # of the rank's cut eigenvalues
     dim = len(recent[-1].eigenvalues)
     for index, above in ((rank - 1, True), (rank, False)):  # lambda_K, lambda_K+1, 0-based
         if not 0 <= index < dim:
             continue
         values = [max(p.eigenvalues[index], 1e-300) for p in recent]
-        drift = max(drift, _trend(values))
+        trend = max(trend, _trend(values))
         margin = min(margin, min(values) / cut if above else cut / max(values))
-    flat_data = k == rank
-    if not flat_data:  # curved or closed: the local dimension decides, not the rank's cut
+    if flat_data:
+        drift = trend
+    else:  # curved or closed: the local dimension decides, not the rank's cut
         local = [p.local_dim for p in recent]
         known = all(v is not None and math.isfinite(v) for v in local)
         drift = _trend(local) if known else math.inf

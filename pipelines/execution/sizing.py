@@ -3,6 +3,7 @@ cluster, and one fit's cost per group of packable fits (``packing.auto_pack_size
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from pipelines.execution import packing
@@ -32,8 +33,10 @@ def _auto_sizes(fits: Sequence[Fit], resources: Resources) -> dict[str, int]:
     register_readers()
     memory = trial_memory(resources)
     sizes: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     for fit in fits:
         key = pack_key(fit.spec)
+        counts[key] += 1
         if key in sizes:
             continue
         try:
@@ -42,10 +45,6 @@ def _auto_sizes(fits: Sequence[Fit], resources: Resources) -> dict[str, int]:
             sizes[key] = 1
             continue
         sizes[key] = packing.auto_pack_size(cost, gpu=resources.gpu > 0, memory=memory)
-    counts: dict[str, int] = {}
-    for fit in fits:
-        key = pack_key(fit.spec)
-        counts[key] = counts.get(key, 0) + 1
     return fill_slots(sizes, counts, slots_now(resources))
 
 
