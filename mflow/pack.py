@@ -16,7 +16,8 @@ stopped with, and a diverged fit keeps the weights of its last finite step.
 
 Fits can share a pack when everything but ``data.seed``, ``data.classes``, ``data.latent_dim``,
 ``train.seed`` and the data-noise schedule (``train.noise_start``, ``noise_floor``) is equal,
-and their data have equal shapes: see ``pack_key``.
+and their data have equal shapes; two datasets whose loaders declare one point shape (the
+quickstart's sine and line) may share a pack too: see ``pack_key``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
 from mflow.config import FitSpec
-from mflow.datasets import Dataset, check_enough_rows, load
+from mflow.datasets import Dataset, check_enough_rows, load, sample_shape
 from mflow.fit import (
     DTYPES,
     CurvePoint,
@@ -66,11 +67,26 @@ PACKABLE_FIELDS = {
 
 
 def pack_key(spec: FitSpec) -> str:
-    """Fits with equal keys can share a pack (same architecture, data shape and schedule)."""
+    """Fits with equal keys can share a pack (same architecture, data shape and schedule).
+
+    ``data.dataset`` may differ too where the loaders declare the shape of a point
+    (``mflow.datasets.sample_shape``): each fit trains on its own points, so a sine and a line
+    of 2,000 points each are as packable as two sines; the key then holds the shape instead.
+
+    Example:
+        >>> from mflow.config import DataSpec
+        >>> sine, line, scurve = (FitSpec(data=DataSpec(d)) for d in ("sine", "line", "scurve"))
+        >>> pack_key(sine) == pack_key(line), pack_key(sine) == pack_key(scurve)
+        (True, False)
+    """
     blank = {
         section: {name: None for name in names} for section, names in PACKABLE_FIELDS.items()
     }
-    return spec.replace(**blank).to_json()
+    shape = sample_shape(spec.data)
+    if shape is None:
+        return spec.replace(**blank).to_json()
+    blank["data"] = {**blank["data"], "dataset": None}
+    return f"{list(shape)} {spec.replace(**blank).to_json()}"
 
 
 class PackTrainer:

@@ -2,7 +2,7 @@
 
 from mflow.datasets import arrays, images, manifolds, mnist, synthetic, toys  # noqa: F401  (register)
 from mflow.datasets.arrays import check_enough_rows, register_table_reader
-from mflow.datasets.registry import DATA_VERSIONS, DATASETS, Dataset, load, register
+from mflow.datasets.registry import DATA_VERSIONS, DATASETS, Dataset, load, register, sample_shape
 
 __all__ = [
     "DATASETS",
@@ -12,4 +12,5 @@ __all__ = [
     "load",
     "register",
     "register_table_reader",
+    "sample_shape",
 ]

@@ -21,7 +21,7 @@ SQUARE_SIZE = 6  # side of the grey square, in pixels
 SQUARE_TOP_LEFT = (13, 13)  # (row, column) of its top-left pixel: centred in 32x32
 
 
-@register("fading_square")
+@register("fading_square", shape=(1, 32, 32))
 def fading_square(spec: DataSpec) -> Dataset:
     """32x32 black images, each with one 6x6 square of grey value ``U(0, 1)`` at a fixed place.
 
@@ -67,7 +67,7 @@ def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.nd
     return np.linalg.norm(ap - t[..., None] * ab[:, None, :], axis=-1)
 
 
-@register("moving_glyph")
+@register("moving_glyph", shape=(1, 28, 28))
 def moving_glyph(spec: DataSpec) -> Dataset:
     """28x28 images of one glyph moved by ``k = latent_dim`` continuous factors (1 to 5):
     rotation, then scale, horizontal and vertical shift, stroke thickness, in that order

@@ -317,7 +317,7 @@ def pixels_to_float(
     return x
 
 
-@register("mnist")
+@register("mnist", shape=(1, 28, 28))
 def mnist(spec: DataSpec) -> Dataset:
     """MNIST digits as ``(n, 1, 28, 28)`` floats, labels in ``Dataset.labels``.
 

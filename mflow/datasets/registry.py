@@ -9,7 +9,7 @@ import numpy as np
 
 from mflow.config import DataSpec
 
-__all__ = ["DATASETS", "DATA_VERSIONS", "Dataset", "add_noise", "load", "register"]
+__all__ = ["DATASETS", "DATA_VERSIONS", "Dataset", "add_noise", "load", "register", "sample_shape"]
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,19 @@ DATASETS: dict[str, Loader] = {}
 # construction or scaling), so that fits of the old points are not taken for fits of the new
 # ones (the survey pipeline puts a version above 1 into the fit id).
 DATA_VERSIONS: dict[str, int] = {}
+# The shape of one point, for loaders whose points have one shape whatever the spec says (the
+# toys, the image sets): known without loading, so fits of two such datasets can be put in one
+# pack by their specs alone (mflow.pack.pack_key).
+SAMPLE_SHAPES: dict[str, tuple[int, ...]] = {}
 
 
-def register(name: str, version: int = 1) -> Callable[[Loader], Loader]:
+def register(
+    name: str, version: int = 1, shape: tuple[int, ...] | None = None
+) -> Callable[[Loader], Loader]:
     """Decorator: make ``fn(spec) -> Dataset`` loadable as ``DataSpec(dataset=name)``.
 
     ``version``: raise it when the loader's output for a given ``DataSpec`` changes.
+    ``shape``: the shape of every point it returns, when no field of the spec changes it.
     """
     if version < 1:
         raise ValueError(f"dataset {name!r}: version must be >= 1, got {version}")
@@ -66,9 +73,22 @@ def register(name: str, version: int = 1) -> Callable[[Loader], Loader]:
             raise ValueError(f"dataset {name!r} is registered twice")
         DATASETS[name] = fn
         DATA_VERSIONS[name] = version
+        if shape is not None:
+            SAMPLE_SHAPES[name] = tuple(shape)
         return fn
 
     return wrap
+
+
+def sample_shape(spec: DataSpec) -> tuple[int, ...] | None:
+    """The shape of one of ``spec``'s points where its loader declares it, else None (known
+    only by loading).
+
+    Example:
+        >>> sample_shape(DataSpec("sine")), sample_shape(DataSpec("array"))
+        ((2,), None)
+    """
+    return SAMPLE_SHAPES.get(spec.dataset)
 
 
 def add_noise(x: np.ndarray, spec: DataSpec) -> np.ndarray:

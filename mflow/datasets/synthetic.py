@@ -225,7 +225,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     _write(path, lambda f: f.write(buffer.getvalue()))
 
 
-@register("synthetic_mnist")
+@register("synthetic_mnist", shape=(1, 28, 28))
 def synthetic_mnist(spec: DataSpec) -> Dataset:
     """The paper's synthetic MNIST: ``n`` images ``decoder(z)``, ``z ~ N(0, I_d)``, true dim d.
 

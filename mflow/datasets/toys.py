@@ -10,7 +10,7 @@ from mflow.datasets.registry import Dataset, register
 __all__ = ["line", "scurve", "sine"]
 
 
-@register("sine")
+@register("sine", shape=(2,))
 def sine(spec: DataSpec) -> Dataset:
     """``x1 ~ N(0, 1)``, ``x2 = sin(2 x1)``: a 1-D curve in 2-D.
 
@@ -22,14 +22,14 @@ def sine(spec: DataSpec) -> Dataset:
     return Dataset("sine", np.stack([t, np.sin(2 * t)], axis=1), true_dim=1, factors={"t": t})
 
 
-@register("line")
+@register("line", shape=(2,))
 def line(spec: DataSpec) -> Dataset:
     """``x1 ~ N(0, 1)``, ``x2 = x1``: a 1-D line in 2-D."""
     t = np.random.default_rng(spec.seed).standard_normal(spec.n)
     return Dataset("line", np.stack([t, t], axis=1), true_dim=1, factors={"t": t})
 
 
-@register("scurve")
+@register("scurve", shape=(3,))
 def scurve(spec: DataSpec) -> Dataset:
     """The 3-D S-curve (as scikit-learn's ``make_s_curve``), centred: a 2-D surface.
 

@@ -140,7 +140,8 @@ def make_packs(
             earlier run's pack) form that pack again when the pack still fits in ``sizes``.
 
     Returns:
-        The packs; within a pack, fits are ordered by fit id (so a pack formed again from the
+        The packs, as few per group as ``sizes`` allows and of near-equal sizes; within a
+        pack, fits are ordered by fit id (so a pack formed again from the
         same fits has the order its checkpoint was written in).
     """
 
@@ -166,7 +167,10 @@ def make_packs(
         if fit.fit_id not in taken:
             groups.setdefault(pack_key(fit.spec), []).append(fit)
     for group in groups.values():
-        size = max(1, limit(group[0]))
-        for start in range(0, len(group), size):
-            packs.append(sorted(group[start : start + size], key=lambda f: f.fit_id))
+        # As few packs as the size allows, of near-equal sizes: 6 fits at most 4 to a pack
+        # are two packs of 3 (both end together), not 4 and 2.
+        count = -(-len(group) // max(1, limit(group[0])))
+        bounds = [round(i * len(group) / count) for i in range(count + 1)]
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            packs.append(sorted(group[start:end], key=lambda f: f.fit_id))
     return packs

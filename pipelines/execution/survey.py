@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -157,12 +158,14 @@ class _Recorder(trials.FitEvents):
         self.reporter.ended(fit, record["status"], record["id_estimate"], record["error"])
 
 
-def _open_tracker(uri: str | None, job: Job, total: int, pending: int,
-                  reporter: Reporter) -> Tracker | None:
+def _open_tracker(uri: str | None, job: Job, total: int, pending: int, reporter: Reporter,
+                  connecting: Future | None = None) -> Tracker | None:
+    """The survey's tracker, its survey run started, or None (no ``uri``, or MLflow failed:
+    said through ``reporter``); ``connecting``: the ``Tracker`` already being made."""
     if uri is None:
         return None
     try:
-        tracker = Tracker(uri, job.name)
+        tracker = connecting.result() if connecting is not None else Tracker(uri, job.name)
         tracker.start_survey(job, total, pending)
         return tracker
     except Exception as exc:  # noqa: BLE001 - a survey runs without tracking rather than not
@@ -202,14 +205,22 @@ def run_survey(
     if not pending:
         reporter.planned(len(fits), 0)
         return outcome
-    started_ray = cluster.init_ray(address)
-    try:
-        _check_gpus(job, local=started_ray and address is None, reporter=reporter)
-    except BaseException:
-        _shutdown(started_ray)
-        raise
-    reporter.planned(len(fits), len(pending))
-    tracker = _open_tracker(tracking_uri, job, len(fits), len(pending), reporter)
+    import ray  # noqa: F401 - imported here, before the tracker's thread imports MLflow's
+
+    # The MLflow store is opened (a new SQLite store creates its tables: seconds) while Ray
+    # starts; the survey run is started in it once Ray is up.
+    with ThreadPoolExecutor(1, thread_name_prefix="mlflow-open") as pool:
+        connecting = None if tracking_uri is None else pool.submit(Tracker, tracking_uri,
+                                                                   job.name)
+        started_ray = cluster.init_ray(address)
+        try:
+            _check_gpus(job, local=started_ray and address is None, reporter=reporter)
+        except BaseException:
+            _shutdown(started_ray)
+            raise
+        reporter.planned(len(fits), len(pending))
+        tracker = _open_tracker(tracking_uri, job, len(fits), len(pending), reporter,
+                                connecting)
     outcome.parent_run_id = tracker.parent_run_id if tracker is not None else None
     writer = Background()
     recorder = _Recorder(job, pending, store, tracker, reporter, outcome, writer)

@@ -24,8 +24,13 @@ def _plan(survey: str, specs: list[FitSpec]) -> dict:
 
 def test_chunks_group_equal_pack_keys_in_plan_order():
     specs = [BASE.replace(data={"dataset": d, "seed": s})
-             for d in ("sine", "line") for s in range(3)]
+             for d in ("sine", "scurve") for s in range(3)]  # 2-D and 3-D points
     assert chunks(specs, 2) == [[0, 1], [2], [3, 4], [5]]
+
+
+def test_data_of_equal_shape_share_a_pack_key():
+    sine, line = (BASE.replace(data={"dataset": d}) for d in ("sine", "line"))
+    assert chunks([sine, line, sine], 8) == [[0, 1, 2]]
 
 
 def test_batch_writes_every_fit_with_its_artifacts(tmp_path):

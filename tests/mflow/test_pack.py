@@ -37,6 +37,15 @@ def test_noise_floor_may_differ_within_a_pack():
     assert results[0].curve[-1].noise_std != results[1].curve[-1].noise_std
 
 
+def test_other_datasets_of_one_shape_pack_together_and_keep_their_own_points():
+    specs = [BASE, BASE.replace(data={"dataset": "line"})]  # both 300 points in 2-D
+    assert pack_key(specs[0]) == pack_key(specs[1])
+    for spec, result in zip(specs, fit_pack(specs), strict=True):
+        alone = fit(spec)
+        assert result.eigenvalues == pytest.approx(alone.eigenvalues, rel=1e-4)
+        assert result.curve[0].loss == pytest.approx(alone.curve[0].loss, rel=1e-5)
+
+
 def test_fits_that_differ_elsewhere_are_refused():
     with pytest.raises(ValueError, match="fits differ"):
         PackTrainer([BASE, BASE.replace(train={"lr": 0.5})])

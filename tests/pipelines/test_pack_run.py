@@ -35,9 +35,9 @@ def ids(packs) -> list[list[str]]:
 
 
 def test_packs_hold_packable_fits_up_to_the_size(tiny_job):
-    fits = plan(tiny_job("p", grid={"dataset": ["sine", "line"], "seed": [0, 1, 2, 3, 4]}))
+    fits = plan(tiny_job("p", grid={"dataset": ["sine", "scurve"], "seed": [0, 1, 2, 3, 4]}))
     packs = make_packs(fits, 2)
-    assert sorted(len(p) for p in packs) == [1, 1, 2, 2, 2, 2]
+    assert sorted(len(p) for p in packs) == [1, 1, 2, 2, 2, 2]  # 2-D and 3-D points apart
     assert sorted(i for pack in ids(packs) for i in pack) == sorted(f.fit_id for f in fits)
     for pack in packs:
         assert len({pack_key(fit.spec) for fit in pack}) == 1
@@ -46,6 +46,9 @@ def test_packs_hold_packable_fits_up_to_the_size(tiny_job):
     other = plan(tiny_job("q", grid={"seed": [0, 1], "train.lr": [1e-3, 2e-3]}))
     assert sorted(len(p) for p in make_packs(other, 8)) == [2, 2]
     assert all(len(p) == 1 for p in make_packs(fits, 1))
+    # datasets whose points have one declared shape share packs (each fit keeps its points)
+    same = plan(tiny_job("s", grid={"dataset": ["sine", "line"], "seed": [0, 1, 2]}))
+    assert [len(p) for p in make_packs(same, 8)] == [6]
     # baseline fits (fixed N(0, I) prior, no spectrum to learn) run one per trial
     baseline = plan(tiny_job("b", grid=SEEDS, prior={"kind": "standard"}))
     assert [len(p) for p in make_packs(baseline, 8)] == [1, 1, 1]
