@@ -1,0 +1,93 @@
+"""Where a survey run's fixed cost goes: ``survey run`` of one 50-step sine fit, profiled.
+
+The fit itself takes a fraction of a second, so the wall time is the cost every survey pays
+before and after its fits: the interpreter and its imports, a local Ray, the MLflow store,
+Tune's trial (a worker process that imports torch and this project), recording the fit, the
+summary and Ray's shut-down. The survey runs in a subprocess under ``cProfile`` (the driver's
+main thread); printed are the wall time from launch to exit and the cumulative seconds of
+each phase's function, with what is left over.
+
+    python benchmarks/fixed_cost.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY = """\
+name: tiny
+data: {dataset: sine, n: 2000}
+train: {steps: 50}
+grid: {seed: [0]}
+resources: {cpu: 1}
+"""
+
+# (phase, file the function is in, function name); cumulative times of the driver's main thread
+PHASES = [
+    ("imports of the command line", "pipelines/cli/__init__.py", "<module>"),
+    ("local Ray started", "pipelines/execution/cluster.py", "init_ray"),
+    ("MLflow store and survey run (waited for)", "pipelines/execution/survey.py",
+     "_open_tracker"),
+    ("Tune: the trial, start to end", "pipelines/execution/trials.py", "run_trials"),
+    ("summary.parquet", "pipelines/analysis/stored.py", "update_summary"),
+    ("Ray shut down", "pipelines/execution/survey.py", "_shutdown"),
+]
+
+
+def profile_once(work: Path) -> tuple[float, dict[str, float], float]:
+    """One profiled ``survey run``: wall seconds, seconds per phase, the fit's own seconds."""
+    out = work / f"out-{time.monotonic_ns()}"
+    stats = work / f"{out.name}.prof"
+    command = [sys.executable, "-m", "cProfile", "-o", str(stats), "-m", "pipelines.cli",
+               "run", str(work / "tiny.yaml"), "--out", str(out),
+               "--tracking-uri", f"sqlite:///{out}.db"]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"survey run failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    table = pstats.Stats(str(stats)).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
+    phases = {}
+    for phase, path, name in PHASES:
+        phases[phase] = sum(ct for (file, _, fn), (_, _, _, ct, _) in table.items()
+                            if file.endswith(path) and fn == name)
+    fit_s = float(pd.read_parquet(out / "tiny" / "fits")["wall_s"].iloc[0])
+    return wall, phases, fit_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "tiny.yaml").write_text(TINY)
+        runs = [profile_once(work) for _ in range(args.rounds)]
+    walls = [wall for wall, _, _ in runs]
+    print(f"survey run of one 50-step fit, {args.rounds} rounds: wall "
+          f"{', '.join(f'{w:.1f}' for w in walls)} s (median {statistics.median(walls):.1f})")
+    for phase, _, _ in PHASES:
+        values = [phases[phase] for _, phases, _ in runs]
+        print(f"  {phase:42s} {statistics.median(values):5.1f} s")
+    fits = [fit for _, _, fit in runs]
+    trial = [phases[PHASES[3][0]] for _, phases, _ in runs]
+    print(f"    of which the fit trained               {statistics.median(fits):5.1f} s")
+    print(f"    of which the trial's start, Tune, end  "
+          f"{statistics.median(t - f for t, f in zip(trial, fits, strict=True)):5.1f} s")
+    rest = [w - sum(p.values()) for w, p, _ in runs]
+    print(f"  interpreter start, planning, the rest      {statistics.median(rest):5.1f} s")
+
+
+if __name__ == "__main__":
+    main()
