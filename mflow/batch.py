@@ -31,7 +31,7 @@ def chunks(specs: Sequence[FitSpec], size: int) -> list[list[int]]:
 
     Example:
         >>> from mflow.config import DataSpec
-        >>> specs = [FitSpec(data=DataSpec(d, seed=s)) for d in ("sine", "line") for s in (0, 1)]
+        >>> specs = [FitSpec(data=DataSpec(d, seed=s)) for d in ("sine", "scurve") for s in (0, 1)]
         >>> chunks(specs, 8), chunks(specs, 1)
         ([[0, 1], [2, 3]], [[0], [1], [2], [3]])
     """
