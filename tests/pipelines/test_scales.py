@@ -132,3 +132,16 @@ def test_the_report_draws_one_curve_per_family_and_tabulates_the_readout(tmp_pat
     assert (folder / "figures" / "scales.png").stat().st_size > 10_000
     assert "dataset=sine" in page and "σx=0.001" in page
     assert len(report.summary) == 2 and len(read_scales(store)) == 12
+
+
+def test_the_scales_plot_goes_logarithmic_only_when_its_readings_span_a_decade(tmp_path: Path):
+    """Image surveys read a handful per floor and hundreds from the log-volume between floors:
+    on a linear axis the per-floor curves would lie flat, so the axis turns logarithmic."""
+    from pipelines.report.plots import scales_figure
+
+    store, fits = make_store(tmp_path, "axes")
+    table = scales_table(summarize(store.read_fits(), fit_ids=[f.fit_id for f in fits]))
+    narrow = scales_figure(table).axes[0].get_yscale()
+    wide = table.assign(scale_dim=table["scale_dim"] * 100)
+    assert narrow == "linear"
+    assert scales_figure(wide).axes[0].get_yscale() == "log"
