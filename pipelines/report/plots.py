@@ -310,7 +310,6 @@ def scales_figure(scales: pd.DataFrame, baselines: pd.DataFrame | None = None) -
     names = [] if baselines is None or baselines.empty else list(
         dict.fromkeys(baselines["estimator"]))
     right = float(scales["noise_floor"].max()) * 1.6
-    drawn: list[float] = []  # every value on the y axis, to choose its scale
     for i, (family, part) in enumerate(scales.groupby("family", sort=False)):
         colour = f"C{i % 10}"
         part = part.sort_values("noise_floor")
@@ -325,14 +324,12 @@ def scales_figure(scales: pd.DataFrame, baselines: pd.DataFrame | None = None) -
         ax.errorbar(x, mid, yerr=np.vstack([np.nan_to_num(mid - lo), np.nan_to_num(hi - mid)]),
                     color=colour, marker="o", lw=1.2, capsize=2, label=label,
                     markerfacecolor=colour)
-        drawn += [*mid, *hi]
         unsettled = np.array([settle_mark(v) != "" for v in part["settled"]])
         if unsettled.any():
             ax.plot(x[unsettled], mid[unsettled], "o", color=colour, markerfacecolor="white")
         steps = part.dropna(subset=["scale_dim"])
         if len(steps):
             ax.plot(steps["scale_at"], steps["scale_dim"], ls="--", lw=0.8, color=colour)
-            drawn += list(steps["scale_dim"])
         for j, name in enumerate(names):
             mine = baselines[(baselines["estimator"] == name)
                              & baselines["group_id"].isin(list(part["group_id"]))]
@@ -345,8 +342,9 @@ def scales_figure(scales: pd.DataFrame, baselines: pd.DataFrame | None = None) -
     if len(true) == 1:
         ax.axhline(float(true[0]), color="black", lw=1, ls=":", label="true")
     ax.set_xscale("log")
-    positive = [v for v in drawn if np.isfinite(v) and v > 0]
-    if positive and max(positive) > 10 * min(positive):
+    drawn = scales[["estimate", "estimate_max", "scale_dim"]].to_numpy(dtype=np.float64)
+    positive = drawn[np.isfinite(drawn) & (drawn > 0)]
+    if positive.size and positive.max() > 10 * positive.min():
         # Images: the log-volume reads hundreds between fine floors, the threshold rule a
         # handful; on a linear axis the curves per floor would lie flat at the bottom.
         ax.set_yscale("log")
