@@ -97,6 +97,12 @@ def status(args: argparse.Namespace, console: Console) -> int:
         raise JobError("--set: needs a job file, not a survey name")
     store = Store(out, args.target)
     if not store.exists():
+        if store.started():
+            # A run is under way (or was stopped) before its first fit finished: say so, and
+            # how to see the planned count, rather than deny the survey.
+            console.print(f"{args.target}: started, no fit finished yet (give the job file "
+                          "for the planned count: survey status JOB.yaml)", highlight=False)
+            return 0
         raise JobError(f"{args.target}: no survey of that name under {out}")
     console.print(f"{args.target}: {counts_line(store, None)}", highlight=False)
     return 0

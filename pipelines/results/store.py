@@ -259,3 +259,7 @@ class Store:
     def exists(self) -> bool:
         """Whether any fit of this survey has been written."""
         return self._exists(self.fits_dir)
+
+    def started(self) -> bool:
+        """Whether a run of this survey has begun (its Tune folder is there), fits or none."""
+        return self._exists(self.tune_path)

@@ -53,6 +53,13 @@ def test_validate_applies_overrides_and_lists_fits(job_file: Path, capsys):
         assert fit.fit_id in out
 
 
+def test_status_by_name_of_a_run_with_no_fit_finished_says_it_started(tmp_path: Path, capsys):
+    # A survey's first fits can take minutes: its Tune folder is there, its fits table not yet.
+    (tmp_path / "results" / "early" / "tune").mkdir(parents=True)
+    assert main(["status", "early"]) == 0
+    assert "early: started, no fit finished yet" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
