@@ -1,7 +1,10 @@
 """The progress bar of ``survey run`` and ``survey import``: fits done, running, failed,
-diverged, and the time left."""
+diverged, and the time left. Where the output is not a terminal (a log file, ``ray job logs``
+of a submitted survey) a bar cannot redraw, so each finished fit prints one line instead."""
 
 from __future__ import annotations
+
+import time
 
 from rich.console import Console
 from rich.progress import (
@@ -40,10 +43,14 @@ class ProgressReporter(Reporter):
             console=console,
         )
         self.task = None
+        self.pending = 0
+        self.done = 0
+        self.began = time.monotonic()
 
     def planned(self, total: int, pending: int) -> None:
         done = total - pending
         self.console.print(f"{total} fits: {done} done before, {pending} to run")
+        self.pending, self.began = pending, time.monotonic()
         if pending:
             self.progress.start()
             self.task = self.progress.add_task(
@@ -75,7 +82,20 @@ class ProgressReporter(Reporter):
             self.diverged += 1
         if status != "ok":
             self.console.print(f"[red]{fit.fit_id}[/red] {status}: {error}")
+        self.done += 1
         self._update(advance=1)
+        if not self.console.is_terminal:
+            self.console.print(self._line(fit, status, estimate), highlight=False)
+
+    def _line(self, fit: Fit, status: str, estimate: int | None) -> str:
+        """``[done/pending] fit_id status estimate E; running r, failed f, diverged v; elapsed,
+        ETA`` (the time left at the mean pace so far)."""
+        elapsed = time.monotonic() - self.began
+        left = elapsed / self.done * (self.pending - self.done)
+        read = f" estimate {estimate}" if status == "ok" and estimate is not None else ""
+        return (f"[{self.done}/{self.pending}] {fit.fit_id} {status}{read}; running "
+                f"{len(self.running)}, failed {self.failed}, diverged {self.diverged}; "
+                f"{_clock(elapsed)} elapsed, ETA {_clock(left)}")
 
     def warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/yellow] {message}")
@@ -83,3 +103,8 @@ class ProgressReporter(Reporter):
     def stop(self) -> None:
         if self.task is not None:
             self.progress.stop()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -123,3 +123,28 @@ def test_python_dash_m_pipelines_cli_is_the_survey_command(repo_root):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "quickstart: 9 fits" in done.stdout
+
+
+def test_progress_off_a_terminal_is_one_line_per_finished_fit(job_file: Path):
+    # `ray job logs` and log files cannot redraw a bar: each fit's end is a line of its own.
+    import io
+
+    from rich.console import Console
+
+    from pipelines.cli.progress import ProgressReporter
+
+    fits = plan(load_job(job_file, []))
+    out = io.StringIO()
+    reporter = ProgressReporter(Console(file=out, force_terminal=False, width=200))
+    reporter.planned(len(fits), 2)
+    for fit in fits[:2]:
+        reporter.started(fit)
+    reporter.ended(fits[0], "ok", 1, None)
+    reporter.ended(fits[1], "failed", None, "boom")
+    reporter.stop()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "6 fits: 4 done before, 2 to run"
+    assert any(line.startswith(f"[1/2] {fits[0].fit_id} ok estimate 1; running 1, failed 0")
+               for line in lines)
+    assert any(line.startswith(f"[2/2] {fits[1].fit_id} failed; running 0, failed 1")
+               and "ETA 0:00:00" in line for line in lines)
