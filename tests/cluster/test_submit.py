@@ -54,6 +54,9 @@ def test_submitted_survey_runs_on_the_cluster(tmp_path, monkeypatch):
         initialize_head=True,
         head_node_args={
             "num_cpus": 2, "include_dashboard": True, "dashboard_port": port,
+            # The Jobs API runs through the node's agent; its default port (52365) is taken
+            # when another Ray runs on the machine (a user's survey beside the tests).
+            "dashboard_agent_listen_port": _free_port(),
             "object_store_memory": 80_000_000,
         },
     )
