@@ -91,7 +91,7 @@ class ProgressReporter(Reporter):
         """``[done/pending] fit_id status estimate E; running r, failed f, diverged v; elapsed,
         ETA`` (the time left at the mean pace so far)."""
         elapsed = time.monotonic() - self.began
-        left = elapsed / self.done * (self.pending - self.done)
+        left = elapsed / self.done * max(0, self.pending - self.done)
         read = f" estimate {estimate}" if status == "ok" and estimate is not None else ""
         return (f"[{self.done}/{self.pending}] {fit.fit_id} {status}{read}; running "
                 f"{len(self.running)}, failed {self.failed}, diverged {self.diverged}; "
