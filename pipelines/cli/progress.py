@@ -4,8 +4,6 @@ of a submitted survey) a bar cannot redraw, so each finished fit prints one line
 
 from __future__ import annotations
 
-import time
-
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -43,14 +41,10 @@ class ProgressReporter(Reporter):
             console=console,
         )
         self.task = None
-        self.pending = 0
-        self.done = 0
-        self.began = time.monotonic()
 
     def planned(self, total: int, pending: int) -> None:
         done = total - pending
         self.console.print(f"{total} fits: {done} done before, {pending} to run")
-        self.pending, self.began = pending, time.monotonic()
         if pending:
             self.progress.start()
             self.task = self.progress.add_task(
@@ -82,18 +76,19 @@ class ProgressReporter(Reporter):
             self.diverged += 1
         if status != "ok":
             self.console.print(f"[red]{fit.fit_id}[/red] {status}: {error}")
-        self.done += 1
         self._update(advance=1)
-        if not self.console.is_terminal:
+        if not self.console.is_terminal and self.task is not None:
             self.console.print(self._line(fit, status, estimate), highlight=False)
 
     def _line(self, fit: Fit, status: str, estimate: int | None) -> str:
         """``[done/pending] fit_id status estimate E; running r, failed f, diverged v; elapsed,
         ETA`` (the time left at the mean pace so far)."""
-        elapsed = time.monotonic() - self.began
-        left = elapsed / self.done * max(0, self.pending - self.done)
+        # The bar's own task holds the counts and the clock: no second copy of them here.
+        task = next(t for t in self.progress.tasks if t.id == self.task)
+        done, pending, elapsed = int(task.completed), int(task.total or 0), task.elapsed or 0.0
+        left = elapsed / max(done, 1) * max(0, pending - done)
         read = f" estimate {estimate}" if status == "ok" and estimate is not None else ""
-        return (f"[{self.done}/{self.pending}] {fit.fit_id} {status}{read}; running "
+        return (f"[{done}/{pending}] {fit.fit_id} {status}{read}; running "
                 f"{len(self.running)}, failed {self.failed}, diverged {self.diverged}; "
                 f"{_clock(elapsed)} elapsed, ETA {_clock(left)}")
 
