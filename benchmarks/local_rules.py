@@ -4,7 +4,8 @@ For each fit of a plan (``survey export JOB -o PLAN.json``) whose pack state ``p
 mflow.batch PLAN.json -o OUT --checkpoints DIR`` saved in ``DIR``, this loads the weights the fit
 stopped with, takes the codes ``g(x) E_K`` of the same (up to) 1,000 points the fit's result
 uses (``K``: the rank of ``A A^T``, ``mflow.fit.local_codes``), and prints, per case, every
-rule of ``mflow.local.LOCAL_RULES`` on the codes and on the raw points, then per rule how many
+rule of ``mflow.local.LOCAL_RULES`` on the codes and on the raw points (after the rank, the
+directions the codes fill locally, ``mflow.local.filled_directions``), then per rule how many
 cases ``min(K, round(local))`` gets exactly right and its mean absolute error. Use it on the
 development set only; the held-out set is for the final table.
 
@@ -22,7 +23,7 @@ import torch
 from mflow.batch import _checkpoint
 from mflow.config import FitSpec
 from mflow.fit import local_codes
-from mflow.local import LOCAL_NEIGHBOURS, LOCAL_RULES, local_dimension
+from mflow.local import LOCAL_NEIGHBOURS, LOCAL_RULES, filled_directions, local_dimension
 from mflow.pack import PackTrainer
 
 
@@ -52,7 +53,8 @@ def main() -> None:
         on_raw = {r: local_dimension(raw, r, k).value for r in LOCAL_RULES}
         rows.append((label, spec.data.latent_dim, rank, on_codes, on_raw))
         cells = " | ".join(f"{on_codes[r]:.2f} / {on_raw[r]:.2f}" for r in LOCAL_RULES)
-        print(f"| {label} | {spec.data.latent_dim} | {rank} | {cells} |", flush=True)
+        fills = filled_directions(codes) if codes.shape[1] > 1 else 1
+        print(f"| {label} | {spec.data.latent_dim} | {rank} | {fills} | {cells} |", flush=True)
     print("\nrule: right / MAE of min(K, round(codes)); of round(raw)")
     for r in LOCAL_RULES:
         ours = [min(k, max(1, round(c[r]))) - d for _, d, k, c, _ in rows]

@@ -19,11 +19,19 @@ Nearest-neighbour estimators read low when ``d`` is high for the number of point
 points, a 20-cube reads about 14): ``calibrate`` maps an estimate to the dimension ``m`` at
 which the same rule reads the same value on a uniform ``m``-cube of as many points (the idea
 of DANCo's and MiND's calibration against simulated data, Ceruti et al. 2014).
-``local_dimension`` combines the three steps under a rule name (``LOCAL_RULES``).
+``local_dimension`` combines the steps under a rule name (``LOCAL_RULES``).
+
+A calibrated reading cannot tell a d-sphere in ``R^(d+1)`` from a ``(d+1)``-cube when ``d`` is
+high for the number of points (both read ``d + 1`` at d = 10 from 1,000 points): against the
+cube the sphere's missing edges look like one more dimension. What tells them apart is a
+direction the points do not fill, the sphere's normal, which local PCA over wider patches
+sees (``filled_directions``). So a reading that reaches the points' own dimension ``D`` is
+held to the number of directions they fill.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,11 +45,14 @@ __all__ = [
     "PCA_CUT",
     "LocalDimension",
     "calibrate",
+    "cube_reading",
+    "filled_directions",
     "headline_dimension",
     "local_dimension",
     "local_pca_counts",
     "mle",
     "neighbour_distances",
+    "patch_variances",
     "reference_cube",
     "two_nn",
 ]
@@ -49,6 +60,8 @@ __all__ = [
 LOCAL_NEIGHBOURS = 20  # k of the MLE and of local PCA
 PCA_CUT = 0.05  # local PCA: eigenvalues above this fraction of the largest count (Fukunaga-Olsen)
 CALIBRATION_SEED = 0  # the reference cubes' points
+FILL_NEIGHBOURS = 50  # the fill test's neighbours (at k = 20 a sphere's normal does not show)
+THIN_FACTOR = 0.5  # a direction is thin below this fraction of the reference cube's variance
 
 
 def neighbour_distances(points: np.ndarray, k: int) -> np.ndarray:
@@ -114,6 +127,17 @@ def two_nn(distances: np.ndarray) -> tuple[float, np.ndarray]:
     return float(1.0 / log_mu.mean()), 1.0 / log_mu
 
 
+def patch_variances(points: np.ndarray, k: int) -> np.ndarray:
+    """Per point, the eigenvalues (times ``k + 1``) of the covariance of the point and its
+    ``k`` nearest neighbours: ``(n, min(k + 1, D))``, descending in each row."""
+    x = np.asarray(points, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", x, x)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * x @ x.T
+    near = np.argpartition(d2, k, axis=1)[:, : k + 1]  # the point itself is among them
+    patches = x[near] - x[near].mean(axis=1, keepdims=True)
+    return np.linalg.svd(patches, compute_uv=False) ** 2
+
+
 def local_pca_counts(points: np.ndarray, k: int, cut: float = PCA_CUT) -> np.ndarray:
     """Fukunaga-Olsen per point: how many eigenvalues of the covariance of the point and its
     ``k`` nearest neighbours exceed ``cut`` times the largest.
@@ -124,13 +148,55 @@ def local_pca_counts(points: np.ndarray, k: int, cut: float = PCA_CUT) -> np.nda
         >>> set(local_pca_counts(plane, 12).tolist())
         {2}
     """
-    x = np.asarray(points, dtype=np.float64)
-    sq = np.einsum("ij,ij->i", x, x)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * x @ x.T
-    near = np.argpartition(d2, k, axis=1)[:, : k + 1]  # the point itself is among them
-    patches = x[near] - x[near].mean(axis=1, keepdims=True)
-    values = np.linalg.svd(patches, compute_uv=False) ** 2  # (n, min(k + 1, D)), descending
+    values = patch_variances(points, k)
     return (values > cut * values[:, :1]).sum(axis=1)
+
+
+def _patch_profile(points: np.ndarray, k: int) -> np.ndarray:
+    """The median over points of each patch eigenvalue, in units of the patch's mean
+    eigenvalue, ascending: ``(D,)`` (needs ``k + 1 > D``)."""
+    values = patch_variances(points, k)
+    values = values / np.maximum(values.mean(axis=1, keepdims=True), 1e-300)
+    return np.median(values[:, ::-1], axis=0)
+
+
+@functools.lru_cache(maxsize=64)
+def _cube_profile(dim: int, n: int, k: int) -> np.ndarray:
+    return _patch_profile(reference_cube(dim, n), k)
+
+
+def filled_directions(points: np.ndarray, neighbours: int = FILL_NEIGHBOURS) -> int:
+    """How many of their ``D`` directions the points ``(n, D)`` fill locally: ``D`` less the
+    *thin* ones.
+
+    Around each point take the covariance of it and its ``k = max(neighbours, 2 D)`` nearest
+    others, in units of its mean eigenvalue, and the median over points of each eigenvalue,
+    smallest first. The same profile of a uniform ``D``-cube of as many points is the
+    reference: a full ``D``-dimensional cloud (edges, sampling and all) reads about the
+    same, an edge-free one (a Gaussian) higher. The thin directions are the smallest
+    eigenvalues below ``THIN_FACTOR`` times the reference's, counted up from the smallest
+    until one is not. A sphere ``S^d`` in ``R^(d+1)`` has one (its normal: the cap's height
+    varies as the square of its radius, the tangent spread as the radius), a d-torus in
+    ``R^(2d)`` up to d; where the neighbourhoods are too wide for the curvature (a product of
+    ten helices from 2,000 points) none shows, and ``D`` is returned, as it is when there are
+    too few points to take ``2 D`` neighbours.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> g = rng.standard_normal((1000, 4))
+        >>> filled_directions(g / np.linalg.norm(g, axis=1, keepdims=True))  # S^3 in R^4
+        3
+        >>> filled_directions(rng.uniform(size=(1000, 4)))
+        4
+    """
+    x = np.asarray(points, dtype=np.float64)
+    n, dim = x.shape
+    k = min(max(neighbours, 2 * dim), n - 1)
+    if k <= dim:
+        return dim
+    ratio = _patch_profile(x, k) / _cube_profile(dim, n, k)
+    thin = int(np.argmax(ratio >= THIN_FACTOR)) if (ratio >= THIN_FACTOR).any() else dim
+    return dim - thin
 
 
 def reference_cube(dim: int, n: int, seed: int = CALIBRATION_SEED) -> np.ndarray:
@@ -155,23 +221,31 @@ LOCAL_RULES = ("mle", "mle-cal", "twonn", "twonn-cal", "lpca")
 LOCAL_RULE = "mle-cal"
 
 
-def calibrate(value: float, estimator: Estimator, n: int, upper: int) -> float:
+@functools.lru_cache(maxsize=512)
+def cube_reading(estimator: str, k: int, n: int, dim: int) -> float:
+    """What ``estimator`` (``mle``, ``twonn`` or ``lpca``, with ``k`` neighbours) reads on
+    ``reference_cube(dim, n)``. Cached: a fit reads its codes at every logged point, and
+    the references stay the same."""
+    return _estimators(k)[estimator](reference_cube(dim, n))[0]
+
+
+def calibrate(value: float, reference: Callable[[int], float], upper: int) -> float:
     """The dimension ``m`` (interpolated linearly between integers, at most ``upper``) at which
-    ``estimator`` reads ``value`` on ``reference_cube(m, n)``.
+    the reference reads ``value``; ``reference(m)``: the estimator's reading on an ``m``-cube
+    (``cube_reading``).
 
     The reference's readings grow with ``m``; the search walks up from ``m = 1`` and stops at
-    the first reading above ``value``, so it costs as many reference fits as the answer.
+    the first reading above ``value``, so it costs as many reference readings as the answer.
     Below the reading at ``m = 1`` it scales linearly from 0.
 
     Example:
-        >>> estimator = _estimators(LOCAL_NEIGHBOURS)["mle"]
-        >>> value, _ = estimator(reference_cube(4, 500, seed=1))
-        >>> round(calibrate(value, estimator, 500, upper=10))
+        >>> value, _ = mle(neighbour_distances(reference_cube(4, 500, seed=1), 20))
+        >>> round(calibrate(value, functools.partial(cube_reading, "mle", 20, 500), upper=10))
         4
     """
     previous_m, previous = 0, 0.0
     for m in range(1, upper + 1):
-        reading, _ = estimator(reference_cube(m, n))
+        reading = reference(m)
         if reading >= value:
             share = (value - previous) / max(reading - previous, 1e-12)
             return float(previous_m + share * (m - previous_m))
@@ -194,8 +268,11 @@ def local_dimension(
     """The local dimension of ``points`` ``(n, D)`` by ``rule`` (see ``LOCAL_RULES``).
 
     A ``-cal`` rule calibrates the pooled value against uniform cubes of ``n`` points and at
-    most ``D`` dimensions (``calibrate``) and scales the per-point values by the same factor
-    before taking their spread. One-dimensional points read 1 (nothing to count).
+    most ``D`` dimensions (``calibrate``). A reading that rounds to ``D`` or more is then held
+    to ``filled_directions(points)``: the directions the points fill locally (a sphere
+    ``S^d`` in ``R^(d+1)`` reads ``d`` where its calibrated MLE reads ``d + 1``). The per-point
+    values are scaled by the same factor as the pooled one before taking their spread.
+    One-dimensional points read 1 (nothing to count).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -216,14 +293,16 @@ def local_dimension(
         return LocalDimension(1.0, 0.0, rule)
     if n < 3:
         raise ValueError(f"local dimension: needs at least 3 points, got {n}")
-    estimator = _estimators(min(neighbours, n - 1))[rule.removesuffix("-cal")]
-    value, per_point = estimator(x)
+    k, name = min(neighbours, n - 1), rule.removesuffix("-cal")
+    value, per_point = _estimators(k)[name](x)
     if not np.isfinite(value):
         raise ValueError("local dimension: the points have no distinct nearest neighbours")
+    read = value
     if rule.endswith("-cal"):
-        calibrated = calibrate(value, estimator, n, upper=dim)
-        per_point = per_point * (calibrated / max(value, 1e-12))
-        value = calibrated
+        value = calibrate(value, functools.partial(cube_reading, name, k, n), upper=dim)
+    if value >= dim - 0.5:
+        value = min(value, float(filled_directions(x)))
+    per_point = per_point * (value / max(read, 1e-12))
     return LocalDimension(float(value), float(np.std(per_point)), rule)
 
 

@@ -10,6 +10,7 @@ from mflow.datasets import load
 from mflow.local import (
     LOCAL_RULES,
     calibrate,
+    filled_directions,
     headline_dimension,
     local_dimension,
     local_pca_counts,
@@ -43,8 +44,33 @@ def test_the_codes_of_a_closed_curve_read_one_though_they_need_two_flat_dimensio
     assert round(local_dimension(x, "mle-cal").value) == 1 and headline_dimension(2, 1.1) == 1
 
 
+@pytest.mark.parametrize(("d", "seed"), [(3, 5), (10, 6)])
+def test_a_sphere_in_its_own_flat_dimensions_reads_d_not_d_plus_one(d, seed):
+    """S^d in R^(d+1): the cube-calibrated MLE reaches d + 1 at d = 10 (no edges look like one
+    more dimension); the normal is a direction the points do not fill, so the reading is d."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((1000, d + 1))
+    x = g / np.linalg.norm(g, axis=1, keepdims=True)
+    assert filled_directions(x) == d
+    assert round(local_dimension(x, "mle-cal").value) == d
+
+
+@pytest.mark.parametrize(("name", "d", "fills"),
+                         [("hypercube", 10, 10), ("affine", 12, 12), ("torus", 3, 3)])
+def test_filled_directions_keeps_full_clouds_and_finds_a_torus_thin_ones(name, d, fills):
+    """A cube or a Gaussian in its own d dimensions fills all of them (the test is against a
+    cube, which an edge-free cloud exceeds); a flat 3-torus in R^6 fills 3 of its 6."""
+    x = _points(name, d, None, seed=8)
+    assert filled_directions(x) == fills
+
+
+def test_too_few_points_for_the_fill_test_keep_their_dimension():
+    assert filled_directions(reference_cube(30, 40, seed=2)) == 30
+
+
 def test_calibration_is_bounded_by_the_points_dimension():
-    assert calibrate(1e9, lambda x: mle(neighbour_distances(x, 10)), 200, upper=3) == 3.0
+    assert calibrate(1e9, lambda m: mle(neighbour_distances(reference_cube(m, 200), 10))[0],
+                     upper=3) == 3.0
 
 
 def test_one_dimensional_codes_read_one_and_an_unknown_rule_is_refused():
