@@ -64,6 +64,11 @@ def test_filled_directions_keeps_full_clouds_and_finds_a_torus_thin_ones(name, d
     assert filled_directions(x) == fills
 
 
+def test_a_direction_without_spread_is_not_filled():
+    box = np.random.default_rng(3).uniform(size=(1000, 6))
+    assert filled_directions(np.c_[box, np.zeros(1000)]) == 6
+
+
 def test_too_few_points_for_the_fill_test_keep_their_dimension():
     assert filled_directions(reference_cube(30, 40, seed=2)) == 30
 
