@@ -53,7 +53,7 @@ def main() -> None:
         on_raw = {r: local_dimension(raw, r, k).value for r in LOCAL_RULES}
         rows.append((label, spec.data.latent_dim, rank, on_codes, on_raw))
         cells = " | ".join(f"{on_codes[r]:.2f} / {on_raw[r]:.2f}" for r in LOCAL_RULES)
-        fills = filled_directions(codes) if codes.shape[1] > 1 else 1
+        fills = filled_directions(codes)
         print(f"| {label} | {spec.data.latent_dim} | {rank} | {fills} | {cells} |", flush=True)
     print("\nrule: right / MAE of min(K, round(codes)); of round(raw)")
     for r in LOCAL_RULES:

@@ -80,11 +80,17 @@ def neighbour_distances(points: np.ndarray, k: int) -> np.ndarray:
     if x.ndim != 2 or not 1 <= k < x.shape[0]:
         raise ValueError(f"neighbour_distances: need points (n, D) with n > k >= 1, got "
                          f"{x.shape} and k={k}")
-    sq = np.einsum("ij,ij->i", x, x)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
+    d2 = _squared_distances(x)
     np.fill_diagonal(d2, np.inf)
     near = np.partition(d2, k - 1, axis=1)[:, :k]
     return np.sqrt(np.sort(near, axis=1))
+
+
+def _squared_distances(x: np.ndarray) -> np.ndarray:
+    """The ``n x n`` squared Euclidean distances between the rows of ``x`` (float64), from
+    the Gram matrix, clipped at 0 against rounding."""
+    sq = np.einsum("ij,ij->i", x, x)
+    return np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
 
 
 def _positive(distances: np.ndarray) -> np.ndarray:
@@ -131,9 +137,7 @@ def patch_variances(points: np.ndarray, k: int) -> np.ndarray:
     """Per point, the eigenvalues (times ``k + 1``) of the covariance of the point and its
     ``k`` nearest neighbours: ``(n, min(k + 1, D))``, descending in each row."""
     x = np.asarray(points, dtype=np.float64)
-    sq = np.einsum("ij,ij->i", x, x)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * x @ x.T
-    near = np.argpartition(d2, k, axis=1)[:, : k + 1]  # the point itself is among them
+    near = np.argpartition(_squared_distances(x), k, axis=1)[:, : k + 1]  # the point itself too
     patches = x[near] - x[near].mean(axis=1, keepdims=True)
     return np.linalg.svd(patches, compute_uv=False) ** 2
 
@@ -199,9 +203,8 @@ def filled_directions(points: np.ndarray, neighbours: int = FILL_NEIGHBOURS) -> 
     k = min(max(neighbours, 2 * dim), n - 1)
     if k <= dim:
         return dim
-    ratio = _patch_profile(x, k) / _cube_profile(dim, n, k)
-    thin = int(np.argmax(ratio >= THIN_FACTOR)) if (ratio >= THIN_FACTOR).any() else dim
-    return dim - thin
+    full = _patch_profile(x, k) >= THIN_FACTOR * _cube_profile(dim, n, k)
+    return dim - (int(np.argmax(full)) if full.any() else dim)  # less the thin ones below
 
 
 def reference_cube(dim: int, n: int, seed: int = CALIBRATION_SEED) -> np.ndarray:
