@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import operator
 import types
 import typing
@@ -31,8 +32,24 @@ __all__ = [
     "ReadoutSpec",
     "TrainSpec",
     "check_fields",
+    "check_model",
+    "check_spec",
     "choices",
 ]
+
+
+# Upper bounds of the sizes: far above any fit this project runs, low enough that an absurd
+# value (a typo, an extra zero) is refused by name before anything is allocated. Whether a
+# fit's data and model fit in memory is checked from the spec (pipelines.job.footprint).
+MAX_POINTS = 10**10  # points of a dataset, points per batch
+MAX_DIM = 2**20  # a dimension: latent, ambient, lr_prior_dim
+MAX_STEPS = 10**9  # optimiser steps, and intervals and windows counted in steps
+MAX_LAYERS = 1024  # couplings
+MAX_WIDTH = 2**16  # hidden units or channels of a conditioner
+MAX_DEPTH = 256  # layers of a conditioner
+MAX_LEVELS = 16  # squeezes of a conv flow (each halves the image side)
+MAX_LABEL = 2**31 - 1  # a class label
+Seed = Annotated[int, Ge(0), Le(2**63 - 1)]  # numpy's and torch's seeds, an int64 column
 
 
 @dataclass(frozen=True)
@@ -40,27 +57,30 @@ class DataSpec:
     """Which points a fit sees. See ``mflow.datasets`` for the names and their options."""
 
     dataset: str = "sine"  # registry name: sine, line, scurve, fading_square, mnist, ...
-    n: Annotated[int, Ge(1)] = 2000  # number of points (per class for class-structured data)
-    seed: int = 0  # seed of the sampling or of the subset drawn
-    classes: tuple[int, ...] | None = None  # class labels kept (mnist); None keeps all
+    # Number of points (per class for class-structured data); whether they fit in memory is
+    # checked from the spec before any is made (pipelines.job.footprint)
+    n: Annotated[int, Ge(1), Le(MAX_POINTS)] = 2000
+    seed: Seed = 0  # seed of the sampling or of the subset drawn
+    # Class labels kept (mnist); None keeps all
+    classes: tuple[Annotated[int, Ge(0), Le(MAX_LABEL)], ...] | None = None
     split: Literal["test", "train"] = "train"  # train or test (mnist)
     root: str | None = None  # folder with data files (mnist); None: $MFLOW_DATA_DIR or cache
     path: str | None = None  # a user's array file (array)
     key: str | None = None  # array name inside an .npz file (array)
-    latent_dim: Annotated[int, Ge(1)] = 5  # true dimension of synthetic_mnist
+    latent_dim: Annotated[int, Ge(1), Le(MAX_DIM)] = 5  # true dimension of synthetic_mnist
     # Ambient dimension D of the constructed manifolds (sphere, torus, swiss_roll, helix,
     # warped_subspace, hypercube, affine; their intrinsic dimension is latent_dim), embedded in
     # R^D by a random rotation; None: the family's smallest (e.g. latent_dim + 1 for the sphere)
-    ambient_dim: int | None = None
+    ambient_dim: Annotated[int, Ge(1), Le(MAX_DIM)] | None = None
     standardize: bool = True  # array, constructed manifolds: centre, divide by the principal std
     dequantize: bool = False  # add U(0, 1/256) to pixel values (mnist)
     scale: bool = True  # pixel values to [0, 1] (mnist); False keeps grey levels 0..255
     # Training steps of the VAE behind synthetic_mnist (cached on disk)
-    vae_steps: Annotated[int, Ge(1)] = 20000
+    vae_steps: Annotated[int, Ge(1), Le(MAX_STEPS)] = 20000
     # Std of isotropic Gaussian noise added to every point after loading (and standardising),
     # drawn from the seed: data of known dimension made full-dimensional below this scale
     # (issue 15). None (the default) adds none and keeps the fit ids of before.
-    noise: float | None = None
+    noise: Annotated[float, Ge(0.0)] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,14 +90,19 @@ class ModelSpec:
     # Mlp (fully connected couplings) or conv (squeeze + conv couplings)
     kind: Literal["conv", "mlp"] = "mlp"
     volume_preserving: bool = True  # GIN couplings (True) or RealNVP couplings (baseline)
-    couplings: int = 8  # fully connected couplings (mlp), or after the conv part (conv)
-    hidden: int = 24  # hidden units of the MLP conditioners (paper: 24)
-    depth: int = 4  # linear layers per MLP conditioner (paper: 4)
-    clamp: float = 2.0  # soft clamp of the log-scale
-    conv_levels: int = 2  # squeeze levels of a conv flow, each (C,H,W) -> (4C,H/2,W/2)
-    conv_couplings: int = 4  # conv couplings per level
-    conv_hidden: int = 16  # channels of the conv conditioners (paper: 16)
-    conv_depth: int = 3  # conv layers per conditioner (paper: 3)
+    # Fully connected couplings (mlp), or after the conv part (conv). 0 only for a conv flow
+    # with conv_levels >= 1 (purely convolutional); a flow needs one coupling (check_model).
+    couplings: Annotated[int, Ge(0), Le(MAX_LAYERS)] = 8
+    hidden: Annotated[int, Ge(1), Le(MAX_WIDTH)] = 24  # hidden units of the MLP conditioners
+    # Linear layers per MLP conditioner (paper: 4); 1 is a single linear map, no hidden layer
+    depth: Annotated[int, Ge(1), Le(MAX_DEPTH)] = 4
+    clamp: Annotated[float, Gt(0.0)] = 2.0  # soft clamp of the log-scale
+    # Squeeze levels of a conv flow, each (C,H,W) -> (4C,H/2,W/2); 0: flatten at once
+    conv_levels: Annotated[int, Ge(0), Le(MAX_LEVELS)] = 2
+    conv_couplings: Annotated[int, Ge(1), Le(MAX_LAYERS)] = 4  # conv couplings per level
+    # Channels of the conv conditioners (paper: 16)
+    conv_hidden: Annotated[int, Ge(1), Le(MAX_WIDTH)] = 16
+    conv_depth: Annotated[int, Ge(1), Le(MAX_DEPTH)] = 3  # conv layers per conditioner (paper: 3)
 
 
 @dataclass(frozen=True)
@@ -98,10 +123,11 @@ class PriorSpec:
 class TrainSpec:
     """Optimisation of one fit."""
 
-    steps: Annotated[int, Ge(0)] = 4000  # optimiser steps
+    steps: Annotated[int, Ge(0), Le(MAX_STEPS)] = 4000  # optimiser steps
     # Identity (A = I, the paper) or data (A A^T = data covariance)
     prior_init: Literal["data", "identity"] = "data"
-    batch_size: Annotated[int, Ge(1)] = 256  # points per step, drawn with replacement
+    # Points per step, drawn with replacement (at most the data's points: check_data)
+    batch_size: Annotated[int, Ge(1), Le(MAX_POINTS)] = 256
     lr: Annotated[float, Gt(0.0)] = 1e-3  # Adam learning rate of the flow
     # Adam learning rate of A: faster, so the prior tracks the flow
     lr_prior: Annotated[float, Gt(0.0)] = 1e-2
@@ -110,9 +136,9 @@ class TrainSpec:
     # only noise, so a row of A (an eigenvalue's worth of A A^T) drifts by about D lr^2: at a
     # fixed rate a 400-D or 784-D prior never settles below the readout floor (README,
     # "Results"). None: lr_prior at every D (the behaviour before this field existed).
-    lr_prior_dim: Annotated[int, Ge(1)] | None = 3
-    lr_decay: Annotated[float, Gt(0.0)] = 0.9  # multiply the learning rate by this ...
-    lr_decay_every: Annotated[int, Ge(1)] = 400  # ... every this many steps
+    lr_prior_dim: Annotated[int, Ge(1), Le(MAX_DIM)] | None = 3
+    lr_decay: Annotated[float, Gt(0.0), Le(1.0)] = 0.9  # multiply the learning rate by this ...
+    lr_decay_every: Annotated[int, Ge(1), Le(MAX_STEPS)] = 400  # ... every this many steps
     # L2 penalty (Adam's weight_decay) on the flow's parameters
     weight_decay: Annotated[float, Ge(0.0)] = 0.0
     weight_decay_prior: Annotated[float, Ge(0.0)] = 0.0  # L2 penalty on A, separately
@@ -120,15 +146,15 @@ class TrainSpec:
     # prior A A^T = cov(g(x)) + noise_start^2 I may otherwise be singular.
     noise_start: Annotated[float, Gt(0.0)] = 0.5
     noise_floor: Annotated[float, Gt(0.0)] = 0.01  # sigma_x never goes below this
-    noise_decay: Annotated[float, Gt(0.0)] = 0.85  # multiply sigma_x by this ...
-    noise_decay_every: Annotated[int, Ge(1)] = 100  # ... every this many steps
+    noise_decay: Annotated[float, Gt(0.0), Le(1.0)] = 0.85  # multiply sigma_x by this ...
+    noise_decay_every: Annotated[int, Ge(1), Le(MAX_STEPS)] = 100  # ... every this many steps
     grad_clip: Annotated[float, Gt(0.0)] | None = 10.0  # max gradient norm; None disables clipping
-    seed: int = 0  # seed of initialisation, batch order and noise
+    seed: Seed = 0  # seed of initialisation, batch order and noise
     # Record loss, spectrum and estimate every this many steps
-    log_every: Annotated[int, Ge(1)] = 100
+    log_every: Annotated[int, Ge(1), Le(MAX_STEPS)] = 100
     # Early stop (see mflow.settle): end the fit at the first logged point where it has settled
     # over its last this-many + 1 logged points; 0 = off (the default).
-    early_stop_window: Annotated[int, Ge(0)] = 0
+    early_stop_window: Annotated[int, Ge(0), Le(MAX_STEPS)] = 0
     # Flat loss: max - min over the window <= tol * max(1, |loss|)
     early_stop_tol: Annotated[float, Ge(0.0)] = 0.05
     # How A A^T follows the flow (None: 'adam'). 'adam': A is a parameter trained by Adam at
@@ -137,7 +163,7 @@ class TrainSpec:
     # cancels out), estimated by an exponential moving average over the training batches with
     # decay prior_ema per step (README, "Settling").
     prior_update: Literal["adam", "moment"] | None = None
-    prior_every: Annotated[int, Ge(1)] | None = None  # None: 5
+    prior_every: Annotated[int, Ge(1), Le(MAX_STEPS)] | None = None  # None: 5
     prior_ema: Annotated[float, Ge(0.0), Lt(1.0)] | None = None  # None: 0.98
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
     dtype: Literal["float32", "float64"] = "float32"
@@ -227,11 +253,29 @@ def choices(cls: type, name: str) -> tuple[Any, ...]:
     return typing.get_args(tp)
 
 
+def _limit(value: Any) -> str:
+    """A bound as the messages write it: ``0`` for ``0.0``, ``1e-06``, ``1024``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
 def _problem(tp: Any, value: Any) -> str | None:
-    """What is wrong with ``value`` for a field of type ``tp`` (bounds and choices), or None."""
+    """What is wrong with ``value`` for a field of type ``tp`` (finite numbers, bounds and
+    choices, each item of a tuple), or None."""
     tp = _without_none(tp)
     if value is None:  # an optional field left unset
         return None
+    base = tp.__origin__ if typing.get_origin(tp) is Annotated else tp
+    if typing.get_origin(base) is tuple and isinstance(value, tuple):
+        (item,) = [a for a in typing.get_args(base) if a is not Ellipsis]
+        for i, v in enumerate(value):
+            problem = _problem(item, v)
+            if problem is not None:
+                return f"[{i}]: {problem}"
+        return None
+    if base is float and isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
     if typing.get_origin(tp) is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
@@ -246,7 +290,7 @@ def _problem(tp: Any, value: Any) -> str | None:
                     except TypeError:
                         return f"expected a number, got {value!r}"
                     if not ok:  # NaN fails every bound
-                        return f"must be {sign} {limit:g}, got {value!r}"
+                        return f"must be {sign} {_limit(limit)}, got {value!r}"
     return None
 
 
@@ -264,4 +308,36 @@ def check_fields(section: Any, where: str) -> None:
     for f in dataclasses.fields(section):
         problem = _problem(hints[f.name], getattr(section, f.name))
         if problem is not None:
-            raise ValueError(f"{where}.{f.name}: {problem}")
+            sep = "" if problem.startswith("[") else ": "
+            raise ValueError(f"{where}.{f.name}{sep}{problem}")
+
+
+def check_model(model: ModelSpec, where: str = "model") -> None:
+    """``check_fields`` of a ``ModelSpec``, and what its fields need together: a flow has at
+    least one coupling (with none it is the identity, and reads the data's full dimension).
+
+    Example:
+        >>> check_model(ModelSpec(couplings=0))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: model.couplings: must be >= 1 for model.kind 'mlp' ... got 0
+        >>> check_model(ModelSpec(kind="conv", couplings=0))  # purely convolutional
+    """
+    check_fields(model, where)
+    if model.couplings < 1 and (model.kind == "mlp" or model.conv_levels < 1):
+        needs = "" if model.kind == "mlp" else f" and {where}.conv_levels {model.conv_levels}"
+        raise ValueError(
+            f"{where}.couplings: must be >= 1 for {where}.kind {model.kind!r}{needs} (a flow "
+            f"without couplings is the identity), got {model.couplings}"
+        )
+
+
+def check_spec(spec: FitSpec) -> None:
+    """Every section of ``spec`` checked (``check_fields``, ``check_model``); ``ValueError``
+    naming the first bad field by its dotted key."""
+    for f in dataclasses.fields(spec):
+        section = getattr(spec, f.name)
+        if f.name == "model":
+            check_model(section, f.name)
+        else:
+            check_fields(section, f.name)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from mflow.conditioners import conv_conditioner, mlp_conditioner
-from mflow.config import ModelSpec, choices
+from mflow.config import ModelSpec, check_model, choices
 from mflow.layers import AffineCoupling, Flatten, InvertibleLayer, Permutation, Squeeze
 
 __all__ = ["FLOW_KINDS", "Flow", "build_flow"]
@@ -99,8 +99,10 @@ def build_flow(spec: ModelSpec, shape: tuple[int, ...], seed: int = 0) -> Flow:
     ``spec.conv_couplings`` conv couplings after random channel permutations), a flatten,
     then ``spec.couplings`` fully connected couplings (the authors' fading-square model ends
     this way; set ``couplings=0`` for a purely convolutional flow). The permutations and
-    the initial weights are drawn from ``seed``.
+    the initial weights are drawn from ``seed``. A spec out of its fields' ranges, or a flow
+    without couplings, is refused (``mflow.config.check_model``).
     """
+    check_model(spec)
     generator = torch.Generator().manual_seed(seed)
     # Conditioner weights come from the global generator: seed it without leaking the change.
     with torch.random.fork_rng(devices=[]):

@@ -26,8 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mflow.config import FitSpec
-from mflow.fit import check_train
+from mflow.config import FitSpec, check_spec
 from pipelines.job.errors import JobError
 from pipelines.job.identity import fit_id
 from pipelines.job.schema import FIELD_TYPES, check_value
@@ -157,11 +156,12 @@ def expand(job: Job) -> Iterator[Fit]:
 
 def plan(job: Job) -> list[Fit]:
     """All fits of ``job``; refuses an empty grid, two grid points with one config, and
-    training settings ``mflow.fit.check_train`` refuses."""
+    settings ``mflow.config.check_spec`` refuses (a field out of its range, a flow without
+    couplings)."""
     fits, seen = [], {}
     for fit in expand(job):
         try:
-            check_train(fit.spec.train)
+            check_spec(fit.spec)
         except ValueError as exc:
             where = f" (grid point {fit.axes})" if fit.axes else ""
             raise JobError(f"{exc}{where}") from None
