@@ -1,17 +1,43 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment and install the project into it.
 # Usage: source-free; run as `bash scripts/setup.sh`. VENV overrides the folder (default .venv).
+# Prints one line per step; the installers' full output goes to $VENV/setup.log (on a failure,
+# its last lines are printed too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
+mkdir -p "$VENV"
+LOG="$VENV/setup.log"
+: >"$LOG"
+
+# step "what" command...: run the command with its output in $LOG, and say how it went.
+step() {
+    local what=$1 start=$SECONDS
+    shift
+    printf 'setup: %s ... ' "$what"
+    if "$@" >>"$LOG" 2>&1; then
+        echo "done ($((SECONDS - start)) s)"
+    else
+        local rc=$?
+        echo "failed (exit $rc); full output in $LOG, its last lines:"
+        tail -n 25 "$LOG" >&2
+        exit "$rc"
+    fi
+}
+
 if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
+    step "virtual environment $VENV" python3 -m venv "$VENV"
+else
+    echo "setup: virtual environment $VENV ... reused"
 fi
-"$VENV/bin/python" -m pip install -q --upgrade pip
+step "pip up to date" "$VENV/bin/python" -m pip install --upgrade pip
 # Pin torch first: on the project's CPU machines this takes the CPU build that lies on disk;
 # elsewhere it takes the registry's build (CUDA on Linux x86-64). A bare `torch` requirement
 # resolved by the project's own install would pull a multi-GB CUDA build here.
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
-    "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+    step "torch==2.13.0" "$VENV/bin/python" -m pip install "torch==2.13.0"
+else
+    echo "setup: torch ... already installed"
 fi
-"$VENV/bin/python" -m pip install -q -e '.[dev]'
+step "this project and its dev tools (-e '.[dev]')" "$VENV/bin/python" -m pip install -e '.[dev]'
+echo "setup: ready; installer output in $LOG"
