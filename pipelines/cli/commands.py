@@ -18,6 +18,7 @@ from pipelines.cli.common import (
     describe_job,
     estimates_table,
     fmt,
+    print_footprint,
     print_not_ok,
     print_untracked,
 )
@@ -33,6 +34,7 @@ def validate(args: argparse.Namespace, console: Console) -> int:
     fits = plan(job)
     check_data(fits)
     describe_job(job, console)
+    print_footprint(fits, console)
     if args.fits:
         for fit in fits:
             axes = " ".join(f"{k}={fmt(v)}" for k, v in fit.axes.items())

@@ -22,6 +22,7 @@ __all__ = [
     "describe_job",
     "estimates_table",
     "fmt",
+    "print_footprint",
     "print_not_ok",
     "print_untracked",
 ]
@@ -64,6 +65,24 @@ def describe_job(job: Job, console: Console) -> None:
     console.print(
         f"  resources: cpu {fmt(r.cpu)}, gpu {fmt(r.gpu)}, pack {r.pack}, retries "
         f"{r.retries}, max_concurrent {r.max_concurrent or 'as the cluster holds'}"
+    )
+
+
+def print_footprint(fits: Sequence[Fit], console: Console) -> None:
+    """Print the largest fit's footprint (``pipelines.job.footprint``): its data in memory,
+    its model's parameters, against this machine's memory."""
+    from pipelines.job.footprint import footprint, gib, machine_memory
+
+    prints = [footprint(fit.spec) for fit in fits]
+    data = max(prints, key=lambda f: f.data_bytes + f.rotation_bytes)
+    model = max(prints, key=lambda f: f.model_bytes)
+    points = (f" ({data.points} points x {data.dim} dimensions)" if data.points is not None
+              and data.dim is not None else " (known when the file is read)")
+    params = (f"{model.parameters:,} parameters ({gib(model.model_bytes)} with gradients and "
+              "Adam's moments)" if model.parameters is not None else "known when the data are read")
+    console.print(
+        f"  footprint of the largest fit: data {data.data_bytes / 2**20:,.2f} MB{points}, model "
+        f"{params}; this machine has {gib(machine_memory())}", highlight=False,
     )
 
 

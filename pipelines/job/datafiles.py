@@ -2,30 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from mflow.config import DataSpec
 from pipelines.job.errors import JobError
+from pipelines.job.footprint import check_footprint
 from pipelines.job.grid import Fit
 
 __all__ = ["check_data"]
 
 
-def check_data(fits: Sequence[Fit]) -> None:
+# Points of a generated dataset made to check its spec (its options, its labels): the whole
+# dataset is never made here.
+SAMPLE_POINTS = 64
+
+
+def check_data(fits: Sequence[Fit], memory: int | None = None) -> None:
     """Refuse data the fits cannot train on, before any fit starts (``survey validate`` and
     ``survey run`` both call this after ``plan``).
 
-    Each distinct source is read once: a user's array file (missing, unreadable, wrong rank,
-    rows with NaN or inf), the MNIST files of a split (missing, corrupt; also behind
-    ``synthetic_mnist``, whose VAE trains on them; the VAE itself is not trained here), or
-    the points of a generated dataset. Also refused: a class the data does not hold, classes
-    asked of data without labels, and fewer points than one batch. The loaders' messages
-    name the file; the grid point is added when the fit has one.
+    First, before any point is made or read, a fit whose data and model cannot fit in
+    ``memory`` bytes (default: this machine's) is refused, naming the field and the numbers
+    (``pipelines.job.footprint``). Then each distinct source is read once: a user's array
+    file (missing, unreadable, wrong rank, rows with NaN or inf), the MNIST files of a split
+    (missing, corrupt; also behind ``synthetic_mnist``, whose VAE trains on them; the VAE
+    itself is not trained here), or a few points of a generated dataset (``SAMPLE_POINTS``,
+    not ``data.n`` of them). Also refused: a class the data does not hold, classes asked of
+    data without labels, and fewer points than one batch. The loaders' messages name the
+    file; the grid point is added when the fit has one.
     """
     from pipelines.job.readers import register_readers
 
     register_readers()  # a user's .parquet data file is read through pyarrow
+    for fit in fits:
+        try:
+            check_footprint(fit.spec, memory)
+        except JobError as exc:
+            where = f" (grid point {fit.axes})" if fit.axes else ""
+            raise JobError(f"{exc}{where}") from None
     sources: dict[Any, Any] = {}
     for fit in fits:
         try:
@@ -69,8 +85,8 @@ def _data_rows(data: DataSpec, sources: dict[Any, Any]) -> int:
         index = subset_indices(sources[key], data.classes, data.n, data.seed)
         return len(index) if data.dataset == "mnist" else data.n
     if data not in sources:
-        dataset = load(data)
-        sources[data] = (dataset.n, dataset.labels is not None)
+        sample = load(dataclasses.replace(data, n=min(data.n, SAMPLE_POINTS)))
+        sources[data] = (data.n, sample.labels is not None)
     rows, labelled = sources[data]
     if not labelled:
         unlabelled()

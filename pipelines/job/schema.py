@@ -17,6 +17,7 @@ import types
 import typing
 from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import (
     AllowInfNan,
     BaseModel,
@@ -75,11 +76,26 @@ def _as_tuple(value: Any) -> Any:
 LaxFloat = Annotated[StrictFloat, AllowInfNan(False), BeforeValidator(_lax_float)]
 
 
+def _float_bound(bound: Any) -> Any:
+    """An ``annotated_types`` bound of a float field as a pydantic ``Field`` of a float limit."""
+    for kind in (Gt, Ge, Lt, Le):
+        if isinstance(bound, kind):
+            name = kind.__name__.lower()
+            return Field(**{name: float(getattr(bound, name))})
+    return bound
+
+
 def _annotation(tp: Any) -> Any:
     """The strict pydantic type for a dataclass field's type, its constraints kept."""
     origin = typing.get_origin(tp)
     if origin is Annotated:  # bounds (annotated_types), validated by pydantic as they are
-        return Annotated[(_annotation(tp.__origin__), *tp.__metadata__)]
+        metadata = tp.__metadata__
+        if tp.__origin__ is float:
+            # As pydantic Fields: typing caches Annotated[float, Gt(0.0)] as the equal
+            # Annotated[float, Gt(0)] (pydantic's PositiveFloat), and the message would read
+            # "got 0" for a float field.
+            metadata = tuple(_float_bound(m) for m in metadata)
+        return Annotated[(_annotation(tp.__origin__), *metadata)]
     if origin is Literal:
         return tp
     if origin in (typing.Union, types.UnionType):

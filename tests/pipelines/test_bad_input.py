@@ -22,6 +22,7 @@ from mflow.datasets import mnist
 from mflow.fit import Trainer
 from pipelines.cli import main
 from pipelines.execution import cluster
+from pipelines.job import footprint
 
 BASE = {
     "name": "badinput",
@@ -140,7 +141,54 @@ CASES: dict[str, tuple[Callable, list[str], str]] = {
         "train.batch_size: 500, but the fit has 200 data points (sine); lower the batch size or "
         "use more points (grid point {'seed': 0})"),
     "missing job file": (lambda tmp, mp: tmp / "nope.yaml", [], "{tmp}/nope.yaml: no such file"),
+    # Every field's range (issue 28): the schema's messages, through the command.
+    "a flow without couplings": (
+        job, ["model.couplings=0"],
+        "model.couplings: must be >= 1 for model.kind 'mlp' (a flow without couplings is the "
+        "identity), got 0 (grid point {'seed': 0})"),
+    "zero hidden units": (job, ["model.hidden=0"], "model.hidden: must be >= 1, got 0"),
+    "absurd conditioner depth": (
+        job, ["model.depth=1000000000000"], "model.depth: must be <= 256, got 1000000000000"),
+    "zero conv layers": (job, ["model.conv_depth=0"], "model.conv_depth: must be >= 1, got 0"),
+    "infinite clamp": (job, ["model.clamp=.inf"], "model.clamp: must be a finite number, got inf"),
+    "zero ambient dimension": (
+        job, ["data.ambient_dim=0"], "data.ambient_dim: must be >= 1, got 0"),
+    "negative data noise": (job, ["data.noise=-0.1"], "data.noise: must be >= 0, got -0.1"),
+    "negative seed": (job, ["train.seed=-1"], "train.seed: must be >= 0, got -1"),
+    "negative class": (
+        job, ["data.classes=[3, -1]"], "data.classes[1]: must be >= 0, got -1"),
+    "absurd number of steps": (
+        job, ["train.steps=1000000000000"],
+        "train.steps: must be <= 1000000000, got 1000000000000"),
+    # Sizes checked before anything is allocated, against this machine's memory (8 GiB here).
+    "more points than memory holds": (
+        lambda tmp, mp: small_machine(mp, job(tmp)), ["data.n=1000000000"],
+        "data.n: 1000000000 is too large: 1000000000 points x 2 dimensions x 16 bytes (float64 "
+        "as made, float32 as the dataset, float32 as trained on) need 29.8 GiB, more than this "
+        "machine's 8 GiB of memory; lower data.n (grid point {'seed': 0})"),
+    "a rotation larger than memory": (
+        lambda tmp, mp: small_machine(mp, job(tmp)),
+        ["data.dataset=sphere", "data.latent_dim=2", "data.ambient_dim=100000"],
+        "data.ambient_dim: 100000 is too large: the random rotation of R^100000 (100000 x 100000 "
+        "float64, with its QR) needs 224 GiB, more than this machine's 8 GiB of memory; lower "
+        "data.ambient_dim"),
+    "a model larger than memory": (
+        lambda tmp, mp: small_machine(mp, job(tmp)), ["model.hidden=4096", "model.depth=16"],
+        "model: 1879638036 parameters (model.couplings 8, hidden 4096, depth 16) for points of "
+        "shape (2,) need 28 GiB with their gradients and Adam's moments, more than this "
+        "machine's 8 GiB of memory; make the model smaller"),
+    "a data file larger than memory": (
+        lambda tmp, mp: small_machine(
+            mp, job(tmp, data={"dataset": "array", "n": 20000, "path": str(
+                array_file(tmp, np.zeros((20000, 3))))}), memory=2**19),
+        [], "data.n: 20000 is too large: 20000 points x 3 dimensions x 16 bytes"),
 }
+
+
+def small_machine(monkeypatch: pytest.MonkeyPatch, path: Path, memory: int = 8 * 2**30) -> Path:
+    """Pretend this machine has ``memory`` bytes; ``path`` passed through."""
+    monkeypatch.setattr(footprint, "machine_memory", lambda: memory)
+    return path
 
 
 def write(path: Path, text: str) -> Path:
