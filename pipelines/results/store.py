@@ -48,11 +48,28 @@ def _list(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
         return []
 
 
+# The URI schemes of a results folder: those pyarrow's FileSystem.from_uri opens (a local
+# path needs none).
+OUT_SCHEMES = ("file", "local", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
 def _filesystem(out: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and the path of the results folder ``out``; a ``JobError`` naming the
+    URI and the schemes that work for an unknown scheme or a malformed URI."""
     out = os.fspath(out)
-    if "://" in out:
+    if "://" not in out:
+        return pafs.LocalFileSystem(), os.path.abspath(out)
+    scheme = out.split("://", 1)[0]
+    schemes = ", ".join(f"{s}://" for s in OUT_SCHEMES)
+    if scheme.lower() not in OUT_SCHEMES:
+        raise JobError(
+            f"results folder {out!r} (--out): unknown scheme {scheme!r}; use a local path or "
+            f"a URI of {schemes}"
+        )
+    try:
         return pafs.FileSystem.from_uri(out)
-    return pafs.LocalFileSystem(), os.path.abspath(out)
+    except pa.ArrowInvalid as exc:
+        raise JobError(f"results folder {out!r} (--out): {exc}") from None
 
 
 class Store:

@@ -278,3 +278,24 @@ def test_a_checkpoint_is_loaded_with_weights_only(tmp_path: Path):
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         Trainer(spec).restore(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [
+        ("foo://bucket/x",
+         "error: results folder 'foo://bucket/x' (--out): unknown scheme 'foo'; use a local path "
+         "or a URI of file://, local://, s3://, gs://, gcs://, hdfs://, viewfs://, abfs://, "
+         "abfss://"),
+        ("s3:///x", "error: results folder 's3:///x' (--out): Missing bucket name in S3 URI"),
+    ],
+)
+def test_a_results_uri_of_an_unknown_scheme_is_refused_before_ray_starts(
+    out: str, expected: str, tmp_path: Path, capsys
+):
+    before = files(tmp_path)
+    assert main(["run", str(job(tmp_path)), "--out", out]) == 2  # init_ray would raise
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [expected]
+    assert "Traceback" not in captured.out + captured.err
+    assert files(tmp_path) == before | {"job.yaml"}
