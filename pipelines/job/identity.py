@@ -13,11 +13,29 @@ from mflow.config import FitSpec
 from mflow.datasets import DATA_VERSIONS
 from pipelines.job.errors import JobError
 
-__all__ = ["NOT_IN_FIT_ID", "data_checksum", "fit_id", "legacy_fit_id"]
+__all__ = ["IMPLIED_DEFAULTS", "NOT_IN_FIT_ID", "data_checksum", "fit_id", "legacy_fit_id"]
 
 # Fields that say where the data lie, where a fit runs or how often it is logged, not what it
 # computes: ``fit_id`` leaves them out (``train.log_every`` only while early stopping is off).
 NOT_IN_FIT_ID = ("data.root", "train.device", "train.log_every")
+
+
+def _implied_defaults() -> dict[str, Any]:
+    """``{dotted path: value}`` of the optional fields whose ``None`` the library reads as a
+    value: set to that value, a field is the same fit as left out (``fit_id`` drops it)."""
+    from mflow import settle, training
+
+    return {
+        "train.prior_update": "adam",  # mflow.training.prior_update
+        "train.prior_every": training.PRIOR_EVERY,
+        "train.prior_ema": training.PRIOR_EMA,
+        "readout.settle_window": settle.SETTLE_WINDOW,
+        "readout.settle_drift": settle.SETTLE_DRIFT,
+        "readout.settle_margin": settle.SETTLE_MARGIN,
+    }
+
+
+IMPLIED_DEFAULTS = _implied_defaults()
 
 
 def _without_none(value: Any) -> Any:
@@ -67,9 +85,11 @@ def fit_id(spec: FitSpec) -> str:
     than its path; ``train.log_every`` counts when early stopping is on, as a fit stops only at
     a logged step. Fields left at ``None`` do not enter the hash, so adding a new optional field
     (default ``None``) to the config keeps the ids, and the stored fits, of every existing
-    survey. A changed default value does change the ids, as it should: those fits are different
-    fits. So does a dataset's loader version above 1 (``mflow.datasets.DATA_VERSIONS``): the
-    same config then loads other points. Fits stored under the ids of before
+    survey; nor do those set to the value their ``None`` stands for (``IMPLIED_DEFAULTS``:
+    ``train.prior_update: adam`` is the fit that leaves it out). A changed default value does
+    change the ids, as it should: those fits are different fits. So does a dataset's loader
+    version above 1 (``mflow.datasets.DATA_VERSIONS``): the same config then loads other
+    points. Fits stored under the ids of before
     (``legacy_fit_id``) are taken over by ``pipelines.results.store.Store.adopt_legacy``.
 
     Example:
@@ -81,6 +101,11 @@ def fit_id(spec: FitSpec) -> str:
         True
     """
     config = _without_none(spec.to_dict())
+    for path, default in IMPLIED_DEFAULTS.items():
+        section, key = path.split(".")
+        value = config[section].get(key)
+        if value is not None and type(value) is not bool and value == default:
+            config[section].pop(key)  # the value its None stands for: as if left out
     for path in NOT_IN_FIT_ID:
         if path == "train.log_every" and spec.train.early_stop_window > 0:
             continue
