@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from pipelines.cli.common import default_tracking, estimates_table
-from pipelines.job import JobError, load_job, plan
+from pipelines.job import JobError, load_job, masked, plan
 from pipelines.results import default_out, is_job_file
 
 __all__ = ["analyze", "report"]
@@ -105,6 +105,6 @@ def report(args: argparse.Namespace, console: Console) -> int:
                                    report.baselines))
     console.print(f"report: {report.index}", highlight=False, soft_wrap=True)
     if report.mlflow_run_id:
-        console.print(f"logged to MLflow run {report.mlflow_run_id} ({tracking})",
+        console.print(f"logged to MLflow run {report.mlflow_run_id} ({masked(tracking)})",
                       highlight=False)
     return 0

@@ -11,7 +11,7 @@ from rich.console import Console
 from pipelines.cli import analyze, commands
 from pipelines.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from pipelines.cli.parser import parser
-from pipelines.job import JobError
+from pipelines.job import JobError, masked
 
 __all__ = ["main"]
 
@@ -32,13 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args, console)
     except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(masked(f"error: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except ConnectionError as exc:
-        print(f"error: Ray: {exc}", file=sys.stderr)
+        print(masked(f"error: Ray: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

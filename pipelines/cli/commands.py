@@ -23,7 +23,7 @@ from pipelines.cli.common import (
     print_untracked,
 )
 from pipelines.cli.progress import ProgressReporter
-from pipelines.job import JobError, check_data, load_job, plan
+from pipelines.job import JobError, check_data, load_job, masked, plan
 from pipelines.results import default_out, is_job_file
 
 __all__ = ["export", "import_batch", "run", "status", "submit", "sync_mlflow", "validate"]
@@ -54,8 +54,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     out = args.out or default_out()
     tracking = args.tracking_uri or default_tracking()
     store = Store(out, job.name)
-    console.print(f"[bold]{job.name}[/bold]: results in {store.root}, MLflow at {tracking}",
-                  highlight=False)
+    console.print(f"[bold]{job.name}[/bold]: results in {store.root}, MLflow at "
+                  f"{masked(tracking)}", highlight=False)
     reporter = ProgressReporter(console)
     try:
         outcome = run_survey(
@@ -130,8 +130,8 @@ def sync_mlflow(args: argparse.Namespace, console: Console) -> int:
         done = backfill(store, tracking)
     except Exception as exc:  # noqa: BLE001 - MLflow's errors, told in one line
         line = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-        print(f"error: MLflow at {tracking}: {line}; nothing more recorded, run it again "
-              "when MLflow is back", file=sys.stderr)
+        print(masked(f"error: MLflow at {tracking}: {line}; nothing more recorded, run it "
+                     "again when MLflow is back"), file=sys.stderr)
         return EXIT_FAILED_FITS
     removed = f", {done.removed} duplicate runs deleted" if done.removed else ""
     console.print(f"{name}: {done.fits} fits, {done.present} already in MLflow, "

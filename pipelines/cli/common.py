@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.job import Fit, Job, count
+from pipelines.job import Fit, Job, count, masked
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -137,5 +137,5 @@ def print_untracked(store, fits: Sequence[Fit], name: str, out: str, tracking: s
         console.print(
             f"[yellow]warning:[/yellow] {missing} fits have no MLflow run (MLflow was "
             f"unreachable); record them later with: survey sync-mlflow {name} --out {out} "
-            f"--tracking-uri {tracking}", highlight=False,
+            f"--tracking-uri {masked(tracking)}", highlight=False,
         )

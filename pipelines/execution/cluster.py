@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 
-from pipelines.job import Resources
+from pipelines.job import Resources, masked
 
 __all__ = ["GPU_MEMORY_FALLBACK", "concurrency", "gpu_memory", "init_ray", "slots_now"]
 
@@ -34,10 +34,10 @@ def init_ray(address: str | None = None) -> bool:
         try:
             ray.init(address=address, **options)
         except AuthenticationError as exc:
-            raise ConnectionError(
+            raise ConnectionError(masked(
                 f"{address}: the cluster asks for a token ({exc}); set RAY_AUTH_MODE=token "
                 "and RAY_AUTH_TOKEN, or put the token in ~/.ray/auth_token"
-            ) from None
+            )) from None
     else:
         ray.init(num_cpus=_machine_cpus(), **options)
     return True
@@ -58,7 +58,7 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as exc:
-        raise ConnectionError(f"cannot reach a Ray cluster at {address} ({exc})") from None
+        raise ConnectionError(masked(f"cannot reach a Ray cluster at {address} ({exc})")) from None
 
 
 def concurrency(resources: Resources) -> int | None:

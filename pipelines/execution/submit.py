@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.job import JobError
+from pipelines.job import JobError, masked
 
 __all__ = ["Submission", "submit"]
 
@@ -37,7 +37,7 @@ class Submission:
     entrypoint: str
 
     def instructions(self) -> str:
-        return (
+        return masked(
             f"submitted {self.submission_id} to {self.address}\n"
             f"  follow:  ray job logs --address {self.address} --follow {self.submission_id}\n"
             f"  status:  ray job status --address {self.address} {self.submission_id}\n"
@@ -53,8 +53,8 @@ def _check_shared(out: str, tracking_uri: str) -> None:
         )
     if tracking_uri.startswith("sqlite:") or "://" not in tracking_uri:
         raise JobError(
-            f"--tracking-uri: {tracking_uri!r} is local; a submitted survey needs an MLflow "
-            "server URI (e.g. http://127.0.0.1:5000 on the head, see cluster.yaml)"
+            f"--tracking-uri: {masked(tracking_uri)!r} is local; a submitted survey needs an "
+            "MLflow server URI (e.g. http://127.0.0.1:5000 on the head, see cluster.yaml)"
         )
 
 
@@ -102,5 +102,5 @@ def submit(
                 f" (the project folder {root} is too large to upload: list large data files in "
                 ".gitignore, which the upload honours, or move them out)"
             )
-        raise JobError(f"--address {address}: {message}") from None
+        raise JobError(masked(f"--address {address}: {message}")) from None
     return Submission(submission_id, address, entrypoint)

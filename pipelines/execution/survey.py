@@ -32,7 +32,7 @@ from mflow.fit import FitResult
 from pipelines.analysis.stored import update_summary
 from pipelines.execution import checkpoints, cluster, trials
 from pipelines.execution.background import Background
-from pipelines.job import Fit, Job, JobError, plan
+from pipelines.job import Fit, Job, JobError, masked, plan
 from pipelines.results.records import curve_rows, fit_record
 from pipelines.results.store import Store
 from pipelines.results.tracking import Tracker
@@ -169,10 +169,10 @@ def _open_tracker(uri: str | None, job: Job, total: int, pending: int, reporter:
         tracker.start_survey(job, total, pending)
         return tracker
     except Exception as exc:  # noqa: BLE001 - a survey runs without tracking rather than not
-        reporter.warn(
+        reporter.warn(masked(
             f"MLflow at {uri}: {type(exc).__name__}: {exc}; running without tracking "
             "(mlflow_run_id left empty)"
-        )
+        ))
         return None
 
 
@@ -245,7 +245,7 @@ def run_survey(
             try:
                 recorder.tracker.end_survey(status, outcome.counts)
             except Exception as exc:  # noqa: BLE001
-                reporter.warn(f"MLflow: could not close the survey run ({exc})")
+                reporter.warn(masked(f"MLflow: could not close the survey run ({exc})"))
         _shutdown(started_ray)
     update_summary(store, [f.fit_id for f in fits], warn=reporter.warn,  # summary.parquet
                    **job.analysis.options())

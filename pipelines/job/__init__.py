@@ -8,7 +8,7 @@ registers the pipeline's readers of users' data files.
 """
 
 from pipelines.job.datafiles import check_data
-from pipelines.job.errors import JobError
+from pipelines.job.errors import JobError, masked
 from pipelines.job.grid import SHORT_AXES, Axis, Fit, count, expand, plan
 from pipelines.job.identity import NOT_IN_FIT_ID, data_checksum, fit_id, legacy_fit_id
 from pipelines.job.jobfile import Job, apply_overrides, load_job, parse_job
@@ -32,6 +32,7 @@ __all__ = [
     "fit_id",
     "legacy_fit_id",
     "load_job",
+    "masked",
     "parse_job",
     "plan",
 ]

@@ -9,11 +9,28 @@ from typing import Any
 
 from pydantic import ValidationError
 
-__all__ = ["JobError", "from_validation"]
+__all__ = ["JobError", "from_validation", "masked"]
 
 
 class JobError(ValueError):
     """A job file, an override or a grid that cannot be run; the message names the culprit."""
+
+
+# ``user:password@`` in a URI or an address (``http://bob:hunter2@host:5000``, ``bob:pw@host``)
+_CREDENTIALS = re.compile(r"((?:\b[A-Za-z][A-Za-z0-9+.-]*://)?[^\s:/@'\"]+):[^\s@/'\"]+@")
+
+
+def masked(text: str) -> str:
+    """``text`` with the password of every ``user:password@`` in it (a tracking URI, a Ray
+    address, a message that quotes one) replaced by ``***``: what is printed or logged.
+
+    Example:
+        >>> masked("MLflow at http://bob:hunter2@host:5000/ (down)")
+        'MLflow at http://bob:***@host:5000/ (down)'
+        >>> masked("sqlite:///mlflow.db, 127.0.0.1:6379, mail bob@host")
+        'sqlite:///mlflow.db, 127.0.0.1:6379, mail bob@host'
+    """
+    return _CREDENTIALS.sub(r"\1:***@", text)
 
 
 def _dotted(loc: Sequence[Any]) -> str:

@@ -31,6 +31,7 @@ from pipelines.analysis.readouts import AnalysisError, recompute_curves
 from pipelines.analysis.scales import SCALE_RULE, scales_table
 from pipelines.analysis.stored import summary_path, write_scales, write_summary
 from pipelines.analysis.summary import summarize
+from pipelines.job import masked
 from pipelines.report.page import write_html
 from pipelines.report.tables import table_rows
 from pipelines.results.store import Store
@@ -211,11 +212,11 @@ def build_report(
             try:
                 run_id = log_to_mlflow(tracking_uri, store.survey, local, summary_file)
                 if run_id is None:
-                    note(f"MLflow at {tracking_uri}: no survey run of {store.survey!r}; the "
-                         "report is not logged there")
+                    note(masked(f"MLflow at {tracking_uri}: no survey run of "
+                                f"{store.survey!r}; the report is not logged there"))
             except Exception as exc:  # noqa: BLE001 - the report on disk is what matters
-                note(f"MLflow at {tracking_uri}: report not logged ({type(exc).__name__}: "
-                     f"{exc})")
+                note(masked(f"MLflow at {tracking_uri}: report not logged "
+                            f"({type(exc).__name__}: {exc})"))
     return Report(index=index, summary=summary, baselines=table, mlflow_run_id=run_id,
                   warnings=notes)
 

@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mflow.fit import FitResult
-from pipelines.job import Fit, Job
+from pipelines.job import Fit, Job, masked
 from pipelines.results.fit_run import flatten, settle_metrics, spectrum_png
 from pipelines.results.records import group_label
 
@@ -85,7 +85,7 @@ def _check_server(uri: str) -> None:
     try:
         socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
-        raise ConnectionError(f"no MLflow server answers at {uri} ({exc})") from None
+        raise ConnectionError(masked(f"no MLflow server answers at {uri} ({exc})")) from None
 
 
 class Tracker:
@@ -315,6 +315,6 @@ def describe(uri: str) -> str:
     """How to look at the runs: the command for a SQLite store, the URL for a server."""
     if uri.startswith("sqlite:"):
         return f"mlflow ui --backend-store-uri {uri}"
-    return uri
+    return masked(uri)
 
 
