@@ -139,7 +139,7 @@ def test_build_flow_is_deterministic_and_leaves_global_rng_alone():
 @pytest.mark.parametrize(
     ("spec", "shape", "message"),
     [
-        (ModelSpec(kind="mlpp"), (2,), "unknown kind"),
+        (ModelSpec(kind="mlpp"), (2,), "model.kind: expected one of conv, mlp"),
         (ModelSpec(kind="mlp"), (1, 4, 4), "needs vector samples"),
         (ModelSpec(kind="conv"), (4,), "needs image samples"),
         (ModelSpec(kind="conv", conv_levels=3), (1, 4, 4), "cannot be squeezed"),
