@@ -7,15 +7,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mflow.datasets import Dataset
+from mflow.jacobian import JacobianDimension, jacobian_dimension, local_variances
 from mflow.local import LOCAL_RULE, LocalDimension, local_dimension
 from mflow.model import ManifoldFlow
 
-__all__ = ["PROJECTED", "SAMPLES_IMAGE", "SAMPLES_VECTOR", "fit_artifacts", "local_codes",
-           "local_estimate"]
+__all__ = ["FLOWLESS_COMPONENTS", "JACOBIAN_ENTRIES", "PROJECTED", "SAMPLES_IMAGE",
+           "SAMPLES_VECTOR", "fit_artifacts", "flowless_estimate", "jacobian_estimate",
+           "local_codes", "local_estimate"]
 
 SAMPLES_IMAGE = 16  # model samples kept per fit of images (a grid in the report)
 SAMPLES_VECTOR = 1000  # per fit of vectors (a scatter, and the distance to the true manifold)
 PROJECTED = 1000  # training points whose latent projection is kept
+# The Jacobian readout reads at most this many Jacobian entries (points x D^2) per fit, and at
+# most 200 points: 200 points up to D = 100, 32 at D = 784.
+JACOBIAN_ENTRIES = 2_000_000
+FLOWLESS_COMPONENTS = 100  # the flowless readout reads points on their leading principal axes
 
 
 @torch.no_grad()
@@ -83,3 +90,41 @@ def local_estimate(
     except ValueError:  # no distinct neighbours: nothing to read
         return None
 
+
+
+def jacobian_estimate(
+    model: ManifoldFlow, data: Dataset, x: Tensor, floor: float, threshold: float, seed: int
+) -> tuple[JacobianDimension, str] | None:
+    """The Jacobian readout (``mflow.jacobian``) of the fit at the data's held-out points
+    (``Dataset.heldout``), or, where the loader holds none out, at training points, and which
+    (``'heldout'`` or ``'train'``); None when the points' variances are not finite.
+
+    ``x``: the training points on the model's device and dtype."""
+    dim = int(np.prod(x.shape[1:]))
+    count = max(8, min(200, JACOBIAN_ENTRIES // (dim * dim)))
+    if data.heldout is not None and len(data.heldout):
+        points, where = torch.as_tensor(data.heldout[:count]).to(x), "heldout"
+    else:
+        points, where = x[torch.as_tensor(_projected_index(x.shape[0], seed)[:count])], "train"
+    variances = local_variances(model, points)
+    if not np.all(np.isfinite(variances)):
+        return None
+    return jacobian_dimension(variances, floor, threshold), where
+
+
+def flowless_estimate(x: np.ndarray, seed: int, rule: str = LOCAL_RULE) -> LocalDimension | None:
+    """The ablation: the same local readout as the codes get (``local_dimension``), on up to
+    ``PROJECTED`` raw training points, flattened and put on their ``FLOWLESS_COMPONENTS``
+    leading principal axes (no flow at all); None where there is nothing to read."""
+    flat = np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1)
+    flat = flat[_projected_index(flat.shape[0], seed)]
+    flat = flat - flat.mean(axis=0)
+    if flat.shape[1] > FLOWLESS_COMPONENTS:
+        _, _, vt = np.linalg.svd(flat, full_matrices=False)
+        flat = flat @ vt[:FLOWLESS_COMPONENTS].T
+    if flat.shape[0] < 3:
+        return None
+    try:
+        return local_dimension(flat, rule)
+    except ValueError:
+        return None

@@ -16,7 +16,13 @@ from torch import Tensor
 
 # The fit's pieces live in their own modules; mflow.fit names them too, as the one place a
 # caller imports a fit's API from.
-from mflow.artifacts import fit_artifacts, local_codes, local_estimate
+from mflow.artifacts import (
+    fit_artifacts,
+    flowless_estimate,
+    jacobian_estimate,
+    local_codes,
+    local_estimate,
+)
 from mflow.checkpoint import load_checkpoint, save_checkpoint
 from mflow.config import FitSpec
 from mflow.datasets import Dataset
@@ -53,6 +59,8 @@ __all__ = [
     "fit",
     "fit_settling",
     "fit_artifacts",
+    "flowless_estimate",
+    "jacobian_estimate",
     "local_codes",
     "local_estimate",
     "make_optimizer",

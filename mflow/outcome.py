@@ -4,6 +4,8 @@ the outcome together from the final spectrum, the curve and the codes' local dim
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -13,12 +15,26 @@ import torch
 
 from mflow.config import FitSpec
 from mflow.datasets import Dataset
+from mflow.jacobian import JacobianDimension
 from mflow.local import LocalDimension, headline_dimension
 from mflow.readout import estimate_dimension, readout_cut, readout_floor
 from mflow.settle import Settling, settling
 
-__all__ = ["CurvePoint", "FitResult", "early_stop_due", "fit_settling", "make_result",
-           "read_dimension"]
+__all__ = ["READOUT", "CurvePoint", "FitResult", "code_version", "early_stop_due",
+           "fit_settling", "is_collapsed", "make_result", "read_dimension"]
+
+#: The readout that gives ``FitResult.id_estimate``, name and version: raised whenever the
+#: way a stored fit's estimate is read changes (``survey analyze`` re-reads older rows).
+READOUT = "rank-local/3"
+
+
+@functools.cache
+def code_version() -> str:
+    """The installed project's version (``manifold-flow-survey``), or ``unknown``."""
+    try:
+        return importlib.metadata.version("manifold-flow-survey")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 @dataclass(frozen=True)
 class CurvePoint:
@@ -94,6 +110,20 @@ class FitResult:
     local_dim: float | None = None
     local_dim_spread: float | None = None
     local_rule: str | None = None
+    # The Jacobian readout (mflow.jacobian): the median over points of the count of the
+    # model's local variances above the cut, their interquartile range, and where it read
+    # ('heldout': rows the fit did not train on; 'train': the loader held none out).
+    jacobian_dim: float | None = None
+    jacobian_spread: float | None = None
+    jacobian_points: str | None = None
+    # The ablation: the codes' local rule applied to the raw training points, no flow at all
+    flowless_dim: float | None = None
+    # Which readout produced id_estimate (name/version, READOUT) and the code's version
+    readout: str | None = None
+    code_version: str | None = None
+    # The prior gave up directions the model's density still spreads over (``collapsed``):
+    # the rank is below half the Jacobian count, and the fit gets no estimate
+    collapsed: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,11 +179,15 @@ def make_result(
     diverged_step: int | None,
     stop_reason: str | None = None,
     local: LocalDimension | None = None,
+    jacobian: tuple[JacobianDimension, str] | None = None,
+    flowless: LocalDimension | None = None,
 ) -> FitResult:
     """Assemble a ``FitResult``; a diverged fit has no estimate and has not settled.
 
     ``local`` (``local_estimate``): the local dimension of the codes; with it the estimate is
-    ``headline_dimension(rank, local)``, without it the rank of ``A A^T``.
+    ``headline_dimension(rank, local)``, without it the rank of ``A A^T``. ``jacobian``
+    (``jacobian_estimate``): the model's own count, beside it; where the rank has collapsed
+    below half of it (``collapsed``) the fit has no estimate. ``flowless``: the ablation.
     """
     diverged = diverged_step is not None
     judged = fit_settling(spec, curve)
@@ -161,6 +195,9 @@ def make_result(
     estimate = rank
     if rank is not None and local is not None:
         estimate = headline_dimension(rank, local.value)
+    collapsed = None if rank is None or jacobian is None else is_collapsed(rank, jacobian[0].value)
+    if collapsed:
+        estimate = None
     return FitResult(
         status="diverged" if diverged else "ok",
         error=f"loss became NaN or inf at step {diverged_step}" if diverged else None,
@@ -184,5 +221,25 @@ def make_result(
         local_dim=None if local is None else local.value,
         local_dim_spread=None if local is None else local.spread,
         local_rule=None if local is None else local.rule,
+        jacobian_dim=None if jacobian is None else jacobian[0].value,
+        jacobian_spread=None if jacobian is None else jacobian[0].spread,
+        jacobian_points=None if jacobian is None else jacobian[1],
+        flowless_dim=None if flowless is None else flowless.value,
+        readout=READOUT,
+        code_version=code_version(),
+        collapsed=collapsed,
     )
+
+
+def is_collapsed(rank: int, jacobian: float) -> bool:
+    """Whether a spectrum has collapsed: the prior keeps fewer than half the directions that
+    the model's density spreads over at held-out points (``mflow.jacobian``). Such a prior no
+    longer describes the data (scikit-dimension's 9-D paraboloid: rank 1, Jacobian count 8),
+    so neither its rank nor the codes in its kept directions are an estimate.
+
+    Example:
+        >>> is_collapsed(1, 8.0), is_collapsed(24, 31.0), is_collapsed(0, 0.0)
+        (True, False, False)
+    """
+    return 2 * rank < jacobian
 

@@ -44,6 +44,8 @@ from mflow.fit import (
     check_train,
     early_stop_due,
     fit_artifacts,
+    flowless_estimate,
+    jacobian_estimate,
     local_estimate,
     make_optimizer,
     make_result,
@@ -53,7 +55,9 @@ from mflow.fit import (
     read_dimension,
     resolve_device,
 )
+from mflow.jacobian import JACOBIAN_THRESHOLD
 from mflow.model import ManifoldFlow
+from mflow.readout import readout_floor
 
 __all__ = ["PACKABLE_FIELDS", "PackTrainer", "fit_pack", "pack_key"]
 
@@ -153,6 +157,7 @@ class PackTrainer:
         self.stop_reasons: list[str | None] = [None] * k  # 'early_stop' once settled
         self.stopped_at: list[tuple[int, float] | None] = [None] * k  # (step, wall_s) at stop
         self._paused: set[int] = set()  # stopped by a callback: for this run only
+        self._flowless_cache: dict[int, Any] = {}
         # Kept on the device and read only at logging steps: no host sync per step.
         self._loss_sum = torch.zeros(k, device=self.device, dtype=dtype)
         self._loss_count = torch.zeros(k, device=self.device, dtype=dtype)
@@ -316,15 +321,26 @@ class PackTrainer:
         results = []
         for k, eigenvalues in enumerate(self.spectra()):
             steps, wall_s = self.stopped_at[k] or (self.step, self.wall_s)
-            local = None
+            local = jacobian = None
+            spec, data = self.specs[k], self.datas[k]
             if self.diverged_steps[k] is None:
-                rank = read_dimension(self.specs[k], eigenvalues)
-                local = local_estimate(self.member(k), self.x[k], rank, self.specs[k].train.seed)
+                rank = read_dimension(spec, eigenvalues)
+                model = self.member(k)
+                local = local_estimate(model, self.x[k], rank, spec.train.seed)
+                jacobian = jacobian_estimate(model, data, self.x[k], readout_floor(spec),
+                                             JACOBIAN_THRESHOLD, spec.train.seed)
             results.append(make_result(
-                self.specs[k], self.datas[k], steps, eigenvalues, self.curves[k], wall_s,
-                self.device, self.diverged_steps[k], self.stop_reasons[k], local,
+                spec, data, steps, eigenvalues, self.curves[k], wall_s, self.device,
+                self.diverged_steps[k], self.stop_reasons[k], local, jacobian,
+                self._flowless(k),
             ))
         return results
+
+    def _flowless(self, k: int):
+        """The ablation's reading of fit ``k``'s raw points (computed once: they never move)."""
+        if k not in self._flowless_cache:
+            self._flowless_cache[k] = flowless_estimate(self.datas[k].x, self.specs[k].train.seed)
+        return self._flowless_cache[k]
 
     def member(self, k: int) -> ManifoldFlow:
         """Fit ``k`` as a standalone ``ManifoldFlow`` holding a copy of its current weights."""

@@ -20,8 +20,9 @@ from mflow.config import DataSpec
 from mflow.datasets.registry import Dataset, register
 
 __all__ = [
-    "STANDARDIZE_VERSION",
+    "HELDOUT_ROWS",
     "MIN_ROWS",
+    "STANDARDIZE_VERSION",
     "TABLE_READERS",
     "TableReader",
     "array",
@@ -31,6 +32,7 @@ __all__ = [
     "standardize",
 ]
 
+HELDOUT_ROWS = 200  # most rows beyond data.n kept aside for per-point readouts
 MIN_ROWS = 2  # fewest rows a file may have; check_enough_rows compares with the batch size
 TableReader = Callable[[Path], Mapping[str, np.ndarray]]  # path -> {column name: 1-D values}
 TABLE_READERS: dict[str, TableReader] = {}
@@ -210,7 +212,7 @@ def _checked(path: Path, x: np.ndarray) -> np.ndarray:
 STANDARDIZE_VERSION = 2
 
 
-def standardize(x: np.ndarray, what: str) -> np.ndarray:
+def standardize(x: np.ndarray, what: str, also: np.ndarray | None = None) -> np.ndarray:
     """``(x - mean) / s``: centre each column, then divide by ``s``, the standard deviation
     along the first principal axis (the square root of the covariance's top eigenvalue).
 
@@ -221,20 +223,25 @@ def standardize(x: np.ndarray, what: str) -> np.ndarray:
     ``R^D`` shrinks as ``sqrt(m / D)``, so the same manifold would grow with the dimension
     of the space it sits in (a helix in ``R^50`` came out 4 times larger than in ``R^3``);
     the principal std does not change under that embedding. ``what`` names the data in the
-    error raised for constant data.
+    error raised for constant data. ``also``: other points of the same data (held-out rows),
+    moved and scaled by the same two numbers, returned as a second value when given.
 
     Example:
         >>> standardize(np.array([[0.0, 0.0], [2.0, 4.0]]), "demo").round(3).tolist()
         [[-0.447, -0.894], [0.447, 0.894]]
     """
-    x = x - x.mean(axis=0)
+    mean = x.mean(axis=0)
+    x = x - mean
     flat = x.reshape(len(x), -1).astype(np.float64)
     # The Gram matrix on the smaller side has the covariance's non-zero eigenvalues (times n).
     gram = flat.T @ flat if flat.shape[1] <= flat.shape[0] else flat @ flat.T
     top = float(np.linalg.eigvalsh(gram)[-1]) / len(x) if flat.size else 0.0
     if not top > 1e-24:
         raise ValueError(f"{what}: constant data cannot be standardized")
-    return x / np.sqrt(top).astype(x.dtype)
+    scale = np.sqrt(top).astype(x.dtype)
+    if also is None:
+        return x / scale
+    return x / scale, (also - mean) / scale
 
 
 def check_enough_rows(dataset: Dataset, batch_size: int) -> None:
@@ -261,20 +268,23 @@ def array(spec: DataSpec) -> Dataset:
     """The file ``spec.path`` (array ``spec.key`` of an ``.npz``), read by ``read_array``.
 
     When the file has more rows than ``spec.n``, a subset of ``n`` rows is drawn with
-    ``spec.seed`` (kept in file order; ``factors['row']`` holds their rows); with fewer, all
-    rows are used. ``spec.standardize`` (default True) subtracts the mean point and divides
-    by the standard deviation along the first principal axis (one number, so the shape of the
-    data, and its dimension, are kept; see ``standardize``): the default noise schedule and
-    readout floor are in units of a data scale of about 1. Set it False for data already on
+    ``spec.seed`` (kept in file order; ``factors['row']`` holds their rows), and up to
+    ``HELDOUT_ROWS`` of the others are held out (``Dataset.heldout``, scaled alike); with
+    fewer, all rows are used. ``spec.standardize`` (default True) subtracts the mean point and
+    divides by the standard deviation along the first principal axis (one number, so the shape
+    of the data, and its dimension, are kept; see ``standardize``): the default noise schedule
+    and readout floor are in units of a data scale of about 1. Set it False for data already on
     that scale. The true dimension is unknown.
     """
     if spec.path is None:
         raise ValueError("data.path: the 'array' dataset needs the path of a data file")
     x = read_array(spec.path, spec.key)
-    rows = np.arange(len(x))
+    rows, heldout = np.arange(len(x)), x[:0]
     if len(x) > spec.n:
-        rows = np.sort(np.random.default_rng(spec.seed).permutation(len(x))[: spec.n])
+        order = np.random.default_rng(spec.seed).permutation(len(x))
+        rows = np.sort(order[: spec.n])
+        heldout = x[np.sort(order[spec.n : spec.n + HELDOUT_ROWS])]
         x = x[rows]
     if spec.standardize:
-        x = standardize(x, str(spec.path))
-    return Dataset("array", x, factors={"row": rows})
+        x, heldout = standardize(x, str(spec.path), also=heldout)
+    return Dataset("array", x, factors={"row": rows}, heldout=heldout)

@@ -20,6 +20,9 @@ class Dataset:
     images. ``true_dim`` is the intrinsic dimension where it is known by construction.
     ``factors`` holds per-point generating factors where they exist (e.g. the grey value of
     the fading square, the position along a curve), for checking representations.
+    ``heldout``: points of the same data that the fit does not train on, scaled as ``x``
+    (a user's file's rows beyond ``n``), where the loader has them; per-point readouts read
+    there (``mflow.jacobian``).
     """
 
     name: str
@@ -27,6 +30,7 @@ class Dataset:
     true_dim: int | None = None
     labels: np.ndarray | None = None
     factors: dict[str, np.ndarray] = field(default_factory=dict)
+    heldout: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -128,10 +132,14 @@ def load(spec: DataSpec) -> Dataset:
     if spec.n < 1:
         raise ValueError(f"data.n: must be >= 1, got {spec.n}")
     data = loader(spec)
+    heldout = None
+    if data.heldout is not None and len(data.heldout):
+        heldout = np.ascontiguousarray(add_noise(data.heldout, spec), dtype=np.float32)
     return Dataset(
         name=data.name,
         x=np.ascontiguousarray(add_noise(data.x, spec), dtype=np.float32),
         true_dim=data.true_dim,
         labels=data.labels,
         factors=data.factors,
+        heldout=heldout,
     )

@@ -56,6 +56,18 @@ FITS_SCHEMA = pa.schema(
         ("local_dim", pa.float64()),
         ("local_dim_spread", pa.float64()),
         ("local_rule", pa.string()),
+        # The Jacobian readout (mflow.jacobian): median over points of the count of the
+        # model's local variances above the cut, its interquartile range, and where it read
+        # (heldout or train); the ablation (the same local rule on the raw points, no flow);
+        # whether the spectrum collapsed (then no id_estimate); the readout (name/version)
+        # and code version behind id_estimate. Null before they existed.
+        ("jacobian_dim", pa.float64()),
+        ("jacobian_spread", pa.float64()),
+        ("jacobian_points", pa.string()),
+        ("flowless_dim", pa.float64()),
+        ("collapsed", pa.bool_()),
+        ("readout", pa.string()),
+        ("code_version", pa.string()),
         ("retries", pa.int64()),  # trial restarts after failures
         # What else the run should know, not an error: e.g. an earlier run's checkpoint did
         # not load, so the fit trained from step 0 (null when nothing; absent from older files)
@@ -148,6 +160,13 @@ def fit_record(
         "local_dim": None,
         "local_dim_spread": None,
         "local_rule": None,
+        "jacobian_dim": None,
+        "jacobian_spread": None,
+        "jacobian_points": None,
+        "flowless_dim": None,
+        "collapsed": None,
+        "readout": None,
+        "code_version": None,
         "retries": retries,
         "note": note,
         "axes": json.dumps(fit.axes, sort_keys=False),
@@ -180,6 +199,13 @@ def fit_record(
             local_dim=result.local_dim,
             local_dim_spread=result.local_dim_spread,
             local_rule=result.local_rule,
+            jacobian_dim=result.jacobian_dim,
+            jacobian_spread=result.jacobian_spread,
+            jacobian_points=result.jacobian_points,
+            flowless_dim=result.flowless_dim,
+            collapsed=result.collapsed,
+            readout=result.readout,
+            code_version=result.code_version,
         )
     return row
 

@@ -224,6 +224,8 @@ class Tracker:
         }
         if self.parent_run_id is not None:
             tags["mlflow.parentRunId"] = self.parent_run_id
+        if result is not None and result.readout is not None:
+            tags["readout"], tags["code_version"] = result.readout, result.code_version
         wall_ms = int(1000 * (result.wall_s if result is not None else 0.0))
         now = int(1000 * (ended_at.timestamp() if ended_at is not None else time.time()))
         earlier = self.client.search_runs(
@@ -250,6 +252,9 @@ class Tracker:
                           "wall_s": result.wall_s, "diverged_step": result.diverged_step,
                           "id_rank": result.id_rank, "local_dim": result.local_dim,
                           "local_dim_spread": result.local_dim_spread,
+                          "jacobian_dim": result.jacobian_dim,
+                          "jacobian_spread": result.jacobian_spread,
+                          "flowless_dim": result.flowless_dim,
                           **settle_metrics(result)}
                 metrics += [
                     Metric(k, float(v), now, result.steps)

@@ -163,3 +163,18 @@ def test_check_enough_rows() -> None:
     check_enough_rows(data, batch_size=8)
     with pytest.raises(ValueError, match="8 points, fewer than one batch"):
         check_enough_rows(data, batch_size=9)
+
+
+def test_rows_beyond_n_are_held_out_and_scaled_alike(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).standard_normal((300, 3)) * [5.0, 1.0, 0.1] + 7.0
+    path = tmp_path / "points.npy"
+    np.save(path, x)
+    data = load(DataSpec("array", path=str(path), n=200))
+    rows = data.factors["row"]
+    assert data.x.shape == (200, 3) and data.heldout.shape == (100, 3)
+    others = np.setdiff1d(np.arange(300), rows)
+    mean = x[rows].mean(axis=0)
+    scale = (x[rows[0]] - mean)[0] / data.x[0, 0]
+    expected = np.sort((x[others] - mean) / scale, axis=0)
+    np.testing.assert_allclose(np.sort(data.heldout, axis=0), expected, rtol=1e-5, atol=1e-5)
+    assert load(DataSpec("array", path=str(path), n=300)).heldout is None

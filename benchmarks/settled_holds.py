@@ -1,0 +1,111 @@
+"""Does "settled" hold when training goes on? scikit-dimension's manifolds trained 3x longer.
+
+Each fit of ``benchmarks/flow_readouts.py`` (cached at ``--from-steps``, early stop off) is
+continued to ``--steps`` (the learning-rate and noise schedules simply run on). For every fit:
+the first logged step at which the project's settling rule (``mflow.settle``) calls the curve
+settled, the headline there (``mflow.local.headline_dimension`` of that point's rank and local
+dimension), the headline at the end, the rank at both, and the Jacobian readout
+(``mflow.jacobian``) at the cached budget and at the end. Printed: one row per fit, the share of
+settled headlines unchanged at the end (within 1 where d >= 10), the distribution of settle
+steps, and how often each readout moved.
+
+Run (after flow_readouts.py): python benchmarks/settled_holds.py [--steps 12000] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from flow_readouts import N_TRAIN, _split, manifolds  # benchmarks/ is the script's folder
+
+
+def run_case(args: tuple[str, int, int, np.ndarray, str, int, int]) -> dict:
+    name, state, d, x, cache, from_steps, steps = args
+    import torch
+
+    torch.set_num_threads(1)
+    from mflow.config import DataSpec, FitSpec
+    from mflow.datasets import Dataset
+    from mflow.fit import Trainer, fit_settling
+    from mflow.jacobian import JACOBIAN_THRESHOLD, jacobian_dimension, local_variances
+    from mflow.local import headline_dimension
+    from mflow.readout import readout_floor
+
+    train, held = _split(x)
+    spec = FitSpec(data=DataSpec("array", n=N_TRAIN, seed=state)).replace(
+        train={"steps": steps, "seed": state})
+    data = Dataset("array", np.ascontiguousarray(train, dtype=np.float32), true_dim=d)
+    trainer = Trainer(spec, data)
+    path = Path(cache) / f"{name}-r{state}-s{steps}.pt"
+    if path.exists():
+        trainer.load_state_dict(torch.load(path, weights_only=False))
+    else:
+        start = torch.load(Path(cache) / f"{name}-r{state}-s{from_steps}.pt", weights_only=False)
+        start["specs"] = [spec.to_json()]  # the same fit, a longer budget
+        trainer.load_state_dict(start)
+        trainer.run()
+        torch.save(trainer.state_dict(), path)
+    result = trainer.result()
+    curve = result.curve
+    first = next((i for i in range(len(curve)) if fit_settling(spec, curve[: i + 1]).settled),
+                 None)
+
+    def headline(p) -> int:
+        return p.estimate if p.local_dim is None else headline_dimension(p.estimate, p.local_dim)
+
+    floor = readout_floor(spec)
+    points = torch.as_tensor(held[:200], dtype=torch.float32)
+    before = np.load(Path(cache) / f"{name}-r{state}-s{from_steps}.var.npy")
+    return {
+        "case": name, "d": d, "settled_step": None if first is None else curve[first].step,
+        "head_settled": None if first is None else headline(curve[first]),
+        "rank_settled": None if first is None else curve[first].estimate,
+        "head_end": result.id_estimate, "rank_end": result.id_rank,
+        "jac_from": jacobian_dimension(before, floor, JACOBIAN_THRESHOLD).value,
+        "jac_end": jacobian_dimension(local_variances(trainer.model, points), floor,
+                                      JACOBIAN_THRESHOLD).value,
+        "settled_end": result.settled,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicates", type=int, nargs="+", default=[0])
+    parser.add_argument("--cache", default="benchmarks/.cache/flow_readouts")
+    parser.add_argument("--from-steps", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=12000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    jobs = [(name, s, d, x, args.cache, args.from_steps, args.steps)
+            for s in args.replicates for name, (d, x) in manifolds(s).items()]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with ProcessPoolExecutor(args.workers) as pool:
+        rows = list(pool.map(run_case, jobs))
+    print("| case | d | settled at | headline then | at end | rank then | at end | "
+          f"jacobian at {args.from_steps} | at end |")
+    print("|---" * 9 + "|")
+    for r in rows:
+        print(f"| {r['case']} | {r['d']} | {r['settled_step']} | {r['head_settled']} | "
+              f"{r['head_end']} | {r['rank_settled']} | {r['rank_end']} | {r['jac_from']:g} | "
+              f"{r['jac_end']:g} |")
+    settled = [r for r in rows if r["settled_step"] is not None]
+    held = [r for r in settled
+            if abs(r["head_settled"] - r["head_end"]) <= (1 if r["d"] >= 10 else 0)]
+    steps = sorted(r["settled_step"] for r in settled)
+    print(f"\nsettled: {len(settled)}/{len(rows)}; headline held to {args.steps}: "
+          f"{len(held)}/{len(settled)}; settle steps: {steps}")
+    for a, b in (("rank_settled", "rank_end"), ("jac_from", "jac_end")):
+        moved = sum(r[a] != r[b] for r in settled if r[a] is not None)
+        print(f"{a} -> {b}: moved in {moved}/{len(settled)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
