@@ -40,6 +40,10 @@ SUMMARY_SCHEMA = pa.schema(
         ("local_dim", pa.float64()),  # median local dimension of the codes (mflow.local)
         ("local_dim_spread", pa.float64()),  # median of its spread over points
         ("curved", pa.bool_()),  # estimate < rank: locally fewer dimensions than flat ones
+        ("jacobian_dim", pa.float64()),  # median of the fits' Jacobian readout (mflow.jacobian)
+        ("flowless_dim", pa.float64()),  # median of the ablation: the local rule, no flow
+        ("collapsed", pa.int64()),  # fits whose spectrum collapsed (no estimate)
+        ("older_readout", pa.int64()),  # fits read by another readout than the current one
         ("rule", pa.string()),  # the readout rule of the estimates ("mixed" if several)
         ("threshold", pa.float64()),  # threshold rule's factor; null for gap
         ("floor", pa.float64()),  # sigma2 + noise_floor**2 (median over the group's fits)

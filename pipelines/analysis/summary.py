@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from mflow.outcome import READOUT
 from mflow.scales import log_volume
 from pipelines.analysis.columns import SUMMARY_SCHEMA
 from pipelines.analysis.readouts import (
@@ -200,6 +201,11 @@ def _spectra(spectra: list[np.ndarray]) -> tuple[list[float], list[float], list[
     return med.tolist(), lo.tolist(), hi.tolist()
 
 
+def _column(group: pd.DataFrame, name: str) -> pd.Series:
+    """A fits-table column, or nulls where the table predates it."""
+    return group[name] if name in group else pd.Series([None] * len(group), index=group.index)
+
+
 def _group_row(survey: str, label: str, axes: str, group: pd.DataFrame) -> dict[str, Any]:
     group = group.sort_values(["seed", "fit_id"], na_position="last")
     ok = group[(group["status"] == "ok") & group["id_estimate"].notna()]
@@ -256,6 +262,11 @@ def _group_row(survey: str, label: str, axes: str, group: pd.DataFrame) -> dict[
         "local_dim": local,
         "local_dim_spread": spread,
         "curved": None if rank is None or local is None or estimate is None else estimate < rank,
+        "jacobian_dim": _median([float(v) for v in _column(group, "jacobian_dim").dropna()]),
+        "flowless_dim": _median([float(v) for v in _column(group, "flowless_dim").dropna()]),
+        "collapsed": int((_column(group, "collapsed") == True).sum()),  # noqa: E712 (nullable)
+        "older_readout": int(((group["status"] == "ok")
+                              & (_column(group, "readout") != READOUT)).sum()),
         "rule": str(rules[0]) if len(rules) == 1 else ("mixed" if len(rules) else None),
         "threshold": float(thresholds[0]) if len(thresholds) == 1 else None,
         "floor": _median(group["floor"].dropna().tolist()),
