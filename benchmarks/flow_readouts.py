@@ -11,8 +11,12 @@ again without retraining. Printed per case and in total (exact count, mean absol
 - the same readouts without a flow: ``flowless`` (``mflow.local.local_dimension`` with the
   fit's rule on the raw training rows), and TwoNN / MLE from scikit-dimension on the same rows.
 
+``--files DIR/manifest.json`` reads other cases instead: ``.npy`` arrays of known dimension
+listed in a manifest (``benchmarks/heldout_2026_12_06.py`` writes one).
+
 Run: python benchmarks/flow_readouts.py [--replicates 0 1] [--cases M1_Sphere ...]
-         [--cache benchmarks/.cache/flow_readouts] [--workers 2] [--steps 4000]
+         [--files DIR/manifest.json] [--cache benchmarks/.cache/flow_readouts] [--workers 2]
+         [--steps 4000] [--json rows.json]
 """
 
 from __future__ import annotations
@@ -38,15 +42,17 @@ def manifolds(state: int) -> dict[str, tuple[int, np.ndarray]]:
             for name, x in data.items()}
 
 
+def from_manifest(path: Path) -> dict[str, tuple[int, np.ndarray]]:
+    """The cases a manifest lists: name -> (true dimension, points)."""
+    rows = json.loads(path.read_text())
+    return {r["name"]: (int(r["true_dim"]), np.load(path.parent / r["path"])) for r in rows}
+
+
 def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Training rows standardised as the ``array`` dataset does; held-out rows alike."""
     from mflow.datasets.arrays import standardize
 
-    train, held = x[:N_TRAIN], x[N_TRAIN:]
-    scaled = standardize(train, "train")
-    mean = train.mean(axis=0)
-    scale = np.linalg.norm(train[0] - mean) / max(np.linalg.norm(scaled[0]), 1e-300)
-    return scaled, (held - mean) / scale
+    return standardize(x[:N_TRAIN], "train", also=x[N_TRAIN:])
 
 
 def run_case(args: tuple[str, int, int, np.ndarray, str, int]) -> dict:
@@ -84,6 +90,7 @@ def run_case(args: tuple[str, int, int, np.ndarray, str, int]) -> dict:
            "flowless": local_dimension(train, LOCAL_RULE).value}
     for t in THRESHOLDS:
         row[f"jac@{t:g}"] = jacobian_dimension(variances, floor, t).value
+    row["collapsed"] = result.collapsed
     return row
 
 
@@ -99,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, nargs="+", default=[0])
     parser.add_argument("--cases", nargs="*")
+    parser.add_argument("--files", type=Path, help="a manifest of .npy cases instead")
     parser.add_argument("--cache", default="benchmarks/.cache/flow_readouts")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=4000)
@@ -106,7 +114,8 @@ def main() -> None:
     args = parser.parse_args()
     jobs = []
     for state in args.replicates:
-        for name, (d, x) in manifolds(state).items():
+        cases = manifolds(state) if args.files is None else from_manifest(args.files)
+        for name, (d, x) in cases.items():
             if not args.cases or name in args.cases:
                 jobs.append((name, state, d, x, args.cache, args.steps))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -115,6 +124,8 @@ def main() -> None:
     for row, job in zip(rows, jobs, strict=True):
         row.update(baselines(job[3]))
     cols = ["rank", "head", "flowless", "twonn", "mle", *[f"jac@{t:g}" for t in THRESHOLDS]]
+    for r in rows:  # a collapsed fit has no headline: it counts as a miss, at its rank
+        r["head"] = r["rank"] if r["head"] is None else r["head"]
     print("| case | d | D | " + " | ".join(cols) + " |")
     print("|---" * (3 + len(cols)) + "|")
     for r in rows:

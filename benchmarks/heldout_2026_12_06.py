@@ -4,8 +4,9 @@ Kinds that neither the development job files (``jobs/accuracy*.yaml``) nor sciki
 benchmark manifolds contain: flat tori, the rotation group, a Veronese surface, graphs of random
 smooth maps, an unevenly stretched Gaussian, moving-blob images, a product of a circle and a
 sphere, and a sinusoidal embedding of a 15-cube. Each case is written as a user's ``.npy``
-array (2,000 points) beside ``manifest.json`` (name, true ``d``, ambient ``D``), so a survey
-reads them with the project's defaults for a user's array (``dataset: array``).
+array of 2,500 points (the default ``data.n`` of 2,000 train, the rest are held out) beside
+``manifest.json`` (name, true ``d``, ambient ``D``), so a survey reads them with the project's
+defaults for a user's array (``dataset: array``).
 
 Read once, at the end of the readout work; never tune on what it gives.
 
@@ -23,7 +24,7 @@ import numpy as np
 
 __all__ = ["CASES", "generate"]
 
-N = 2000
+N = 2500
 SEED = 20261206
 
 
