@@ -53,11 +53,13 @@ def _prior_factor(model: ManifoldFlow, dtype: torch.dtype) -> Tensor:
     return torch.linalg.cholesky(cov + model.prior.sigma2 * eye).to(dtype)
 
 
-def local_variances(model: ManifoldFlow, x: Tensor, chunk: int = 64) -> np.ndarray:
+def local_variances(model: ManifoldFlow, x: Tensor, width: int = 4096) -> np.ndarray:
     """Per point, the model's local variances ``1 / mu_i``, descending: ``(n, D)`` float64.
 
     ``mu_i`` are the eigenvalues of ``J^T Sigma^{-1} J`` at each row of ``x`` (the squared
     singular values of ``L^{-1} J``, ``Sigma = L L^T``), ``J`` the flow's Jacobian by autograd.
+    ``width``: at most this many backward passes are batched at once (points x rows of ``J``),
+    which bounds the memory an image flow's Jacobian takes.
 
     Example:
         >>> from mflow.config import ModelSpec, PriorSpec
@@ -74,7 +76,9 @@ def local_variances(model: ManifoldFlow, x: Tensor, chunk: int = 64) -> np.ndarr
         z, _ = model.encode(point.unsqueeze(0))
         return z.reshape(-1)
 
-    jac = vmap(jacrev(code))
+    dim = factor.shape[0]
+    chunk = max(1, width // dim)
+    jac = vmap(jacrev(code, chunk_size=min(dim, width)))
     out = []
     for start in range(0, x.shape[0], chunk):
         rows = x[start : start + chunk]
