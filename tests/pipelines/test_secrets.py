@@ -4,11 +4,13 @@ printed or logged in clear; the password reads ``***``."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
 from pipelines.execution.survey import Reporter, _open_tracker
 from pipelines.job import masked, parse_job
 from pipelines.results.tracking import describe
@@ -41,21 +43,23 @@ def _files_with_secret(folder: Path) -> list[str]:
             and SECRET.encode() in p.read_bytes()]
 
 
-def test_survey_run_never_prints_or_writes_the_password(tmp_path: Path, capsys,
-                                                         monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def test_survey_run_never_prints_or_writes_the_password(tmp_path: Path):
+    # A fresh process: in this one the session's Ray may already be up, and ray.init would
+    # join it rather than try the address.
     path = tmp_path / "job.yaml"
     path.write_text(json.dumps({"name": "secret", "data": {"dataset": "sine", "n": 200},
                                 "train": {"steps": 10, "batch_size": 32}}))
-    code = main(["run", str(path), "--tracking-uri", TRACKING, "--address", ADDRESS,
-                 "--out", str(tmp_path / "results")])
-    captured = capsys.readouterr()
-    assert code == 2  # the address cannot be reached
-    assert "http://bob:***@127.0.0.1:9/" in captured.out
-    assert captured.err.splitlines()[0].startswith(
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", str(path), "--tracking-uri", TRACKING,
+         "--address", ADDRESS, "--out", str(tmp_path / "results")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2  # the address cannot be reached
+    assert "http://bob:***@127.0.0.1:9/" in done.stdout
+    assert done.stderr.splitlines()[0].startswith(
         "error: Ray: cannot reach a Ray cluster at bob:***@127.0.0.1:9")
-    assert SECRET not in captured.out + captured.err
+    assert SECRET not in done.stdout + done.stderr
     assert _files_with_secret(tmp_path) == []
 
 
