@@ -25,6 +25,8 @@ from mflow.config import (
 from mflow.datasets import Dataset
 from mflow.datasets.arrays import MIN_ROWS, standardize
 from mflow.fit import FitResult, Trainer
+from mflow.jacobian import JACOBIAN_THRESHOLD, jacobian_dimension, local_variances
+from mflow.readout import readout_floor
 
 __all__ = ["PARAMETERS", "FlowDimension"]
 
@@ -76,8 +78,9 @@ class FlowDimension(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     Attributes:
         dimension_: the estimate, ``FitResult.id_estimate`` (None when the fit diverged).
-        dimension_pw_: per-point dimensions; None, as the readout pools the local dimension
-            over points (``mflow.local`` keeps only its value and spread).
+        dimension_pw_: per point of ``X``, the model's own count (``mflow.jacobian``): its
+            local variances above the cut, ``(n,)``; None when the fit diverged. Its median at
+            held-out points is ``FitResult.jacobian_dim``.
         rank_: the rank ``K`` of ``A A^T``, ``FitResult.id_rank``.
         spectrum_: the eigenvalues of ``A A^T``, descending, ``(D,)``.
         settled_: whether the estimate settled (``mflow.settle``): training on would not
@@ -215,6 +218,10 @@ class FlowDimension(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.model_ = trainer.model.to(torch.float64).eval()
         self.dimension_ = result.id_estimate
         self.dimension_pw_ = None
+        if result.status == "ok":
+            variances = local_variances(self.model_, self._tensor(points))
+            self.dimension_pw_ = jacobian_dimension(
+                variances, readout_floor(spec), JACOBIAN_THRESHOLD).counts.astype(np.float64)
         self.rank_ = result.id_rank
         self.spectrum_ = np.asarray(result.eigenvalues, dtype=np.float64)
         self.settled_ = bool(result.settled)
@@ -253,8 +260,9 @@ class FlowDimension(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def _k(self) -> int:
         if self.dimension_ is None:
-            raise ValueError(f"{type(self).__name__}: the fit diverged and read no dimension "
-                             f"({self.result_.error}); nothing to project onto")
+            why = "collapsed" if self.result_.collapsed else f"diverged ({self.result_.error})"
+            raise ValueError(f"{type(self).__name__}: the fit {why} and read no dimension; "
+                             f"nothing to project onto")
         return max(self.dimension_, 0)
 
     def _tensor(self, values: np.ndarray) -> torch.Tensor:

@@ -83,7 +83,8 @@ def test_known_answer(make, dim):
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = FlowDimension(**QUICK).fit(x)
     assert (est.dimension_, est.rank_) == (dim, dim)
-    assert est.spectrum_.shape == (x.shape[1],) and est.dimension_pw_ is None
+    assert est.spectrum_.shape == (x.shape[1],) and est.dimension_pw_.shape == (len(x),)
+    assert np.median(est.dimension_pw_) == dim  # the model's own count, per point
     codes = est.transform(x)
     assert codes.shape == (len(x), dim)
     # The points lie on the learned manifold: decoding their codes gives them back.
