@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -91,9 +92,12 @@ def estimates_table(title: str, summary, baselines) -> Table:
     from pipelines.report.build import table_rows
 
     headers, rows = table_rows(summary, baselines)
-    table = Table(title=title, title_justify="left")
+    # No vertical rules: the quickstart's table fits 80 columns.
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  padding=(0, 1, 0, 0))
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        # every column but the estimate's keeps its width; a mark beside it may wrap
+        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i != 2)
     for row in rows:
         table.add_row(*row)
     return table

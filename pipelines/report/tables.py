@@ -60,7 +60,7 @@ def _local(row: Mapping[str, Any]) -> str:
     text = f"{float(local):.1f}"
     spread = row.get("local_dim_spread")
     if spread is not None and not pd.isna(spread):
-        text += f" ± {float(spread):.1f}"
+        text += f"±{float(spread):.1f}"
     return text + (" *" if curved_note(row.get("rank"), local, row["estimate"]) else "")
 
 
@@ -84,10 +84,16 @@ def table_rows(summary: pd.DataFrame, baselines: pd.DataFrame | None = None) -> 
     """The main table as text: headers and one row per group (the console, HTML and LaTeX
     tables all use it)."""
     names = _baseline_names(baselines)
-    # The rank and the local dimension (issue 16): shown when some group has them.
+    # The rank and the local dimension: shown when some group has them; so are the model's
+    # Jacobian count and the ablation (the local readout without a flow), and the
+    # ok/diverged/failed counts only where a fit did not end ok.
     two = [c for c in ("rank", "local_dim") if c in summary and summary[c].notna().any()]
+    more = [c for c in ("jacobian_dim", "flowless_dim")
+            if c in summary and summary[c].notna().any()]
+    bad = bool((summary["diverged"] + summary["failed"]).sum())
     headers = [plots.axis_name(summary), "true", "ours", *(["rank", "local"] if two else []),
-               "by seed", "settled", "ok/div/fail", "gap", *names]
+               *[{"jacobian_dim": "jac", "flowless_dim": "no flow"}[c] for c in more],
+               "by seed", "settled", *(["ok/div/fail"] if bad else []), "gap", *names]
     rows = []
     for row, label in zip(summary.to_dict("records"), plots.short_labels(summary), strict=True):
         per_seed = " ".join("·" if e is None or pd.isna(e) else str(int(e))
@@ -97,9 +103,10 @@ def table_rows(summary: pd.DataFrame, baselines: pd.DataFrame | None = None) -> 
             _fmt(row["true_dim"]),
             _estimate(row),
             *([_fmt(row.get("rank")), _local(row)] if two else []),
+            *[_fmt(row.get(c), 1) for c in more],
             per_seed,
             f"{_fmt(row.get('settled_fits'))}/{row['ok']}",
-            f"{row['ok']}/{row['diverged']}/{row['failed']}",
+            *([f"{row['ok']}/{row['diverged']}/{row['failed']}"] if bad else []),
             _fmt(row["gap"], 1),
         ]
         for name in names:
@@ -143,6 +150,8 @@ def group_facts(row: Mapping[str, Any], baselines: pd.DataFrame) -> list[list[st
         ["settled", f"{_fmt(row.get('settled_fits'))} of {row['ok']} ok fits"],
         ["flat dimensions (rank of A Aᵀ)", _fmt(row.get("rank"))],
         ["local dimension of the codes", _local(row).removesuffix(" *")],
+        ["the model's own count (Jacobian)", _fmt(row.get("jacobian_dim"), 1)],
+        ["the same local readout without a flow", _fmt(row.get("flowless_dim"), 1)],
         *([["curved or closed", note]] if note else []),
         ["true dimension", _fmt(row["true_dim"])],
         ["ambient dimension", _fmt(row["ambient_dim"])],

@@ -260,6 +260,6 @@ def test_the_report_shows_the_rank_and_the_local_dimension_and_flags_a_curved_gr
     report = build_report(store, fit_ids=[f.fit_id for f in fits], baselines=False,
                           use_ray=False)
     text = Path(report.index).read_text()
-    assert re.search(r"<th>rank</th>\s*<th>local</th>", text) and "<td>2.1 ± 0.3 *</td>" in text
+    assert re.search(r"<th>rank</th>\s*<th>local</th>", text) and "<td>2.1±0.3 *</td>" in text
     assert "needs 3 flat dimensions; locally 2.1-dimensional: curved or closed" in text
     assert bool(report.summary.set_index("group").loc["dataset=scurve", "curved"])
