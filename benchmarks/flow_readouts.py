@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 N_POINTS, N_TRAIN = 2500, 2000
+JACOBIAN_POINTS = 200  # held-out rows the Jacobian readout reads, as a survey fit does
 THRESHOLDS = (2.0, 4.0, 8.0, 20.0)
 
 
@@ -64,7 +65,6 @@ def run_case(args: tuple[str, int, int, np.ndarray, str, int]) -> dict:
     from mflow.datasets import Dataset
     from mflow.fit import Trainer
     from mflow.jacobian import jacobian_dimension, local_variances
-    JACOBIAN_POINTS = 200
     from mflow.local import LOCAL_RULE, local_dimension
     from mflow.readout import readout_floor
 

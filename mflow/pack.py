@@ -56,6 +56,7 @@ from mflow.fit import (
     resolve_device,
 )
 from mflow.jacobian import JACOBIAN_THRESHOLD
+from mflow.local import LocalDimension
 from mflow.model import ManifoldFlow
 from mflow.readout import readout_floor
 
@@ -157,7 +158,7 @@ class PackTrainer:
         self.stop_reasons: list[str | None] = [None] * k  # 'early_stop' once settled
         self.stopped_at: list[tuple[int, float] | None] = [None] * k  # (step, wall_s) at stop
         self._paused: set[int] = set()  # stopped by a callback: for this run only
-        self._flowless_cache: dict[int, Any] = {}
+        self._flowless_cache: dict[int, LocalDimension | None] = {}
         # Kept on the device and read only at logging steps: no host sync per step.
         self._loss_sum = torch.zeros(k, device=self.device, dtype=dtype)
         self._loss_count = torch.zeros(k, device=self.device, dtype=dtype)
@@ -336,7 +337,7 @@ class PackTrainer:
             ))
         return results
 
-    def _flowless(self, k: int):
+    def _flowless(self, k: int) -> LocalDimension | None:
         """The ablation's reading of fit ``k``'s raw points (computed once: they never move)."""
         if k not in self._flowless_cache:
             self._flowless_cache[k] = flowless_estimate(self.datas[k].x, self.specs[k].train.seed)
