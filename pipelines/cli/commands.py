@@ -18,6 +18,7 @@ from pipelines.cli.common import (
     describe_job,
     estimates_table,
     fmt,
+    print_drawn_rows,
     print_footprint,
     print_not_ok,
     print_untracked,
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     store = Store(out, job.name)
     console.print(f"[bold]{job.name}[/bold]: results in {store.root}, MLflow at "
                   f"{masked(tracking)}", highlight=False)
+    print_drawn_rows(fits, console)
     reporter = ProgressReporter(console)
     try:
         outcome = run_survey(

@@ -23,6 +23,7 @@ __all__ = [
     "describe_job",
     "estimates_table",
     "fmt",
+    "print_drawn_rows",
     "print_footprint",
     "print_not_ok",
     "print_untracked",
@@ -85,6 +86,24 @@ def print_footprint(fits: Sequence[Fit], console: Console) -> None:
         f"  footprint of the largest fit: data {data.data_bytes / 2**20:,.2f} MB{points}, model "
         f"{params}; this machine has {gib(machine_memory())}", highlight=False,
     )
+    print_drawn_rows(fits, console)
+
+
+def print_drawn_rows(fits: Sequence[Fit], console: Console) -> None:
+    """Say, for each user's file with more rows than ``data.n``, that rows are drawn."""
+    from mflow.datasets.arrays import HELDOUT_ROWS
+    from pipelines.job.footprint import drawn_rows
+
+    files = {(f.spec.data.path, f.spec.data.key, f.spec.data.n): f.spec.data for f in fits}
+    for data in files.values():
+        drawn = drawn_rows(data)
+        if drawn is not None:
+            rows, n = drawn
+            console.print(
+                f"  {data.path}: {rows:,} rows; each fit draws {n:,} (data.n) and holds up to "
+                f"{min(HELDOUT_ROWS, rows - n):,} of the others out for the Jacobian readout",
+                highlight=False,
+            )
 
 
 def estimates_table(title: str, summary, baselines) -> Table:

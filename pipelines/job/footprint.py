@@ -19,7 +19,8 @@ import numpy as np
 from mflow.config import DataSpec, FitSpec, ModelSpec, PriorSpec
 from pipelines.job.errors import JobError
 
-__all__ = ["Footprint", "check_footprint", "data_points", "footprint", "machine_memory",
+__all__ = ["Footprint", "check_footprint", "data_points", "drawn_rows", "footprint",
+           "machine_memory",
            "model_parameters"]
 
 # Bytes per value a fit holds its points in at once: as made or read (numpy float64), as the
@@ -80,6 +81,18 @@ def _npy_shape(path: Path, key: str | None) -> tuple[tuple[int, ...], int] | Non
                 return tuple(shape), dtype.itemsize
     except (OSError, ValueError, zipfile.BadZipFile):
         return None  # missing, unreadable or not numpy: the loader names the problem
+
+
+def drawn_rows(data: DataSpec) -> tuple[int, int] | None:
+    """For a user's numpy file with more rows than ``data.n``: its rows and the rows a fit
+    draws (from the header; the loader holds up to ``HELDOUT_ROWS`` of the others out)."""
+    if data.dataset != "array" or data.path is None:
+        return None
+    path = Path(data.path).expanduser()
+    header = _npy_shape(path, data.key) if path.suffix.lower() in (".npy", ".npz") else None
+    if header is None or len(header[0]) < 2 or header[0][0] <= data.n:
+        return None
+    return header[0][0], data.n
 
 
 def data_points(data: DataSpec) -> tuple[int | None, tuple[int, ...] | None]:

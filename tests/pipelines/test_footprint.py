@@ -104,3 +104,14 @@ def test_no_dataset_is_made_to_check_a_job(command: str, tmp_path: Path,
     assert err.startswith("error: data.n: 1000000000 is too large: 1000000000 points x 2 "
                           "dimensions x 16 bytes")
     assert "Traceback" not in err
+
+
+def test_validate_says_when_a_files_rows_are_drawn(tmp_path: Path, capsys):
+    points = tmp_path / "points.npy"
+    np.save(points, np.random.default_rng(0).standard_normal((2500, 3)))
+    assert main(["validate", str(job(tmp_path, dataset="array", path=str(points)))]) == 0
+    out = capsys.readouterr().out
+    assert (f"{points}: 2,500 rows; each fit draws 2,000 (data.n) and holds up to 200 of the "
+            "others out for the Jacobian readout") in out.replace("\n  ", " ")
+    assert main(["validate", str(job(tmp_path, dataset="array", path=str(points), n=2500))]) == 0
+    assert "rows; each fit draws" not in capsys.readouterr().out
