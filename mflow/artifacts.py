@@ -91,7 +91,6 @@ def local_estimate(
         return None
 
 
-
 def jacobian_estimate(
     model: ManifoldFlow, data: Dataset, x: Tensor, floor: float, threshold: float, seed: int
 ) -> tuple[JacobianDimension, str] | None:

@@ -20,10 +20,10 @@ from mflow.config import (
     PriorSpec,
     ReadoutSpec,
     TrainSpec,
-    check_fields,
+    check_spec,
 )
 from mflow.datasets import Dataset
-from mflow.datasets.arrays import MIN_ROWS, standardize
+from mflow.datasets.arrays import MIN_ROWS, principal_scale
 from mflow.fit import FitResult, Trainer
 from mflow.jacobian import JACOBIAN_THRESHOLD, jacobian_dimension, local_variances
 from mflow.readout import readout_floor
@@ -198,8 +198,7 @@ class FlowDimension(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             sections[section][field] = getattr(self, name)
         sections["train"]["batch_size"] = min(self.batch_size, n_samples)
         spec = FitSpec().replace(**sections)
-        for section in sections:
-            check_fields(getattr(spec, section), section)
+        check_spec(spec)
         return spec
 
     def fit(self, X: ArrayLike, y: Any = None) -> FlowDimension:
@@ -208,8 +207,9 @@ class FlowDimension(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         x = validate_data(self, X, dtype=np.float64, ensure_min_samples=MIN_ROWS,
                           ensure_min_features=2)
         spec = self.fit_spec(len(x))
-        points = standardize(x, "X") if self.standardize else x
-        self.mean_, self.scale_ = _standardisation(x, points)
+        self.mean_, self.scale_ = (principal_scale(x, "X") if self.standardize
+                                   else (np.zeros(x.shape[1]), 1.0))
+        points = (x - self.mean_) / self.scale_
         # As mflow.datasets.load hands a survey fit its points: float32, contiguous.
         data = Dataset("array", np.ascontiguousarray(points, dtype=np.float32))
         trainer = Trainer(spec, data)
@@ -267,15 +267,6 @@ class FlowDimension(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def _tensor(self, values: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(values, dtype=torch.float64, device=self.model_.offset.device)
-
-
-def _standardisation(x: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, float]:
-    """``(mean, scale)`` with ``points == (x - mean) / scale``: the fit's own standardisation,
-    read back from its input and output so that ``transform`` applies it to new points."""
-    if points is x:
-        return np.zeros(x.shape[1]), 1.0
-    mean = x.mean(axis=0)
-    return mean, float(np.linalg.norm(x - mean) / np.linalg.norm(points))
 
 
 def _warn_unsettled(result: FitResult) -> None:

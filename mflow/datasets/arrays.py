@@ -27,6 +27,7 @@ __all__ = [
     "TableReader",
     "array",
     "check_enough_rows",
+    "principal_scale",
     "read_array",
     "register_table_reader",
     "standardize",
@@ -212,9 +213,22 @@ def _checked(path: Path, x: np.ndarray) -> np.ndarray:
 STANDARDIZE_VERSION = 2
 
 
-def standardize(x: np.ndarray, what: str, also: np.ndarray | None = None) -> np.ndarray:
+def standardize(x: np.ndarray, what: str) -> np.ndarray:
     """``(x - mean) / s``: centre each column, then divide by ``s``, the standard deviation
-    along the first principal axis (the square root of the covariance's top eigenvalue).
+    along the first principal axis (``principal_scale``).
+
+    Example:
+        >>> standardize(np.array([[0.0, 0.0], [2.0, 4.0]]), "demo").round(3).tolist()
+        [[-0.447, -0.894], [0.447, 0.894]]
+    """
+    mean, scale = principal_scale(x, what)
+    return (x - mean) / scale
+
+
+def principal_scale(x: np.ndarray, what: str) -> tuple[np.ndarray, np.floating]:
+    """The mean point of ``x`` and ``s``, the square root of its covariance's top eigenvalue:
+    the two numbers ``standardize`` uses, for moving other points of the same data alike
+    (held-out rows, new points given to an estimator).
 
     One number for all coordinates, so the shape of the data (and its dimension) is kept and
     the data's widest spread becomes 1: the units the default noise schedule and readout
@@ -223,25 +237,16 @@ def standardize(x: np.ndarray, what: str, also: np.ndarray | None = None) -> np.
     ``R^D`` shrinks as ``sqrt(m / D)``, so the same manifold would grow with the dimension
     of the space it sits in (a helix in ``R^50`` came out 4 times larger than in ``R^3``);
     the principal std does not change under that embedding. ``what`` names the data in the
-    error raised for constant data. ``also``: other points of the same data (held-out rows),
-    moved and scaled by the same two numbers, returned as a second value when given.
-
-    Example:
-        >>> standardize(np.array([[0.0, 0.0], [2.0, 4.0]]), "demo").round(3).tolist()
-        [[-0.447, -0.894], [0.447, 0.894]]
+    error raised for constant data.
     """
     mean = x.mean(axis=0)
-    x = x - mean
-    flat = x.reshape(len(x), -1).astype(np.float64)
+    flat = (x - mean).reshape(len(x), -1).astype(np.float64)
     # The Gram matrix on the smaller side has the covariance's non-zero eigenvalues (times n).
     gram = flat.T @ flat if flat.shape[1] <= flat.shape[0] else flat @ flat.T
     top = float(np.linalg.eigvalsh(gram)[-1]) / len(x) if flat.size else 0.0
     if not top > 1e-24:
         raise ValueError(f"{what}: constant data cannot be standardized")
-    scale = np.sqrt(top).astype(x.dtype)
-    if also is None:
-        return x / scale
-    return x / scale, (also - mean) / scale
+    return mean, np.sqrt(top).astype(x.dtype)
 
 
 def check_enough_rows(dataset: Dataset, batch_size: int) -> None:
@@ -286,5 +291,6 @@ def array(spec: DataSpec) -> Dataset:
         heldout = x[np.sort(order[spec.n : spec.n + HELDOUT_ROWS])]
         x = x[rows]
     if spec.standardize:
-        x, heldout = standardize(x, str(spec.path), also=heldout)
+        mean, scale = principal_scale(x, str(spec.path))
+        x, heldout = (x - mean) / scale, (heldout - mean) / scale
     return Dataset("array", x, factors={"row": rows}, heldout=heldout)
