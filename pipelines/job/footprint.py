@@ -83,16 +83,21 @@ def _npy_shape(path: Path, key: str | None) -> tuple[tuple[int, ...], int] | Non
         return None  # missing, unreadable or not numpy: the loader names the problem
 
 
-def drawn_rows(data: DataSpec) -> tuple[int, int] | None:
-    """For a user's numpy file with more rows than ``data.n``: its rows and the rows a fit
-    draws (from the header; the loader holds up to ``HELDOUT_ROWS`` of the others out)."""
+def _file_shape(data: DataSpec) -> tuple[int, ...] | None:
+    """The shape of a user's numpy data file (``dataset: array``), from its header; None for
+    other data, other formats, or a file the loader will refuse (it names the problem)."""
     if data.dataset != "array" or data.path is None:
         return None
     path = Path(data.path).expanduser()
     header = _npy_shape(path, data.key) if path.suffix.lower() in (".npy", ".npz") else None
-    if header is None or len(header[0]) < 2 or header[0][0] <= data.n:
-        return None
-    return header[0][0], data.n
+    return None if header is None or len(header[0]) < 2 else header[0]
+
+
+def drawn_rows(data: DataSpec) -> tuple[int, int] | None:
+    """For a user's numpy file with more rows than ``data.n``: its rows and the rows a fit
+    draws (from the header; the loader holds up to ``HELDOUT_ROWS`` of the others out)."""
+    shape = _file_shape(data)
+    return None if shape is None or shape[0] <= data.n else (shape[0], data.n)
 
 
 def data_points(data: DataSpec) -> tuple[int | None, tuple[int, ...] | None]:
@@ -101,13 +106,9 @@ def data_points(data: DataSpec) -> tuple[int | None, tuple[int, ...] | None]:
     from mflow.datasets import sample_shape
 
     if data.dataset == "array":
-        if data.path is None:
+        shape = _file_shape(data)
+        if shape is None:
             return None, None
-        path = Path(data.path).expanduser()
-        header = _npy_shape(path, data.key) if path.suffix.lower() in (".npy", ".npz") else None
-        if header is None or len(header[0]) < 2:
-            return None, None
-        shape = header[0]
         sample = (1, *shape[1:]) if len(shape) == 3 else tuple(shape[1:])
         return min(shape[0], data.n), sample
     if data.dataset == "mnist":
