@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CASES", "generate"]
+__all__ = ["CASES", "generate", "rotate", "write"]
 
 N = 2500
 SEED = 20261206
 
 
-def _rotate(x: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:
+def rotate(x: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:
     """``x`` (n, D0) padded with zeros to ``dim`` columns and turned by a random rotation."""
     padded = np.zeros((x.shape[0], dim))
     padded[:, : x.shape[1]] = x
@@ -39,7 +39,7 @@ def _rotate(x: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:
 def _flat_torus(d: int, dim: int) -> Callable[[np.random.Generator], np.ndarray]:
     def make(rng: np.random.Generator) -> np.ndarray:
         angles = rng.uniform(0, 2 * np.pi, (N, d))
-        return _rotate(np.concatenate([np.cos(angles), np.sin(angles)], axis=1), dim, rng)
+        return rotate(np.concatenate([np.cos(angles), np.sin(angles)], axis=1), dim, rng)
 
     return make
 
@@ -51,7 +51,7 @@ def _rotations(rng: np.random.Generator) -> np.ndarray:
     m = np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
                   2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
                   2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=1)
-    return _rotate(m, 12, rng)
+    return rotate(m, 12, rng)
 
 
 def _veronese(rng: np.random.Generator) -> np.ndarray:
@@ -69,14 +69,14 @@ def _graph(d: int, dim: int) -> Callable[[np.random.Generator], np.ndarray]:
         x = rng.uniform(-1, 1, (N, d))
         w1 = rng.standard_normal((d, 32)) * 1.5
         w2 = rng.standard_normal((32, dim - d)) / np.sqrt(32)
-        return _rotate(np.concatenate([x, np.tanh(x @ w1) @ w2], axis=1), dim, rng)
+        return rotate(np.concatenate([x, np.tanh(x @ w1) @ w2], axis=1), dim, rng)
 
     return make
 
 
 def _stretched_gaussian(rng: np.random.Generator) -> np.ndarray:
     """An 8-D Gaussian with standard deviations 1 down to 0.1 (log-even), in R^20."""
-    return _rotate(rng.standard_normal((N, 8)) * np.geomspace(1.0, 0.1, 8), 20, rng)
+    return rotate(rng.standard_normal((N, 8)) * np.geomspace(1.0, 0.1, 8), 20, rng)
 
 
 def _blobs(rng: np.random.Generator) -> np.ndarray:
@@ -96,14 +96,14 @@ def _circle_sphere(rng: np.random.Generator) -> np.ndarray:
     t = rng.uniform(0, 2 * np.pi, N)
     u = rng.standard_normal((N, 3))
     u *= 0.7 / np.linalg.norm(u, axis=1, keepdims=True)
-    return _rotate(np.column_stack([np.cos(t), np.sin(t), u]), 10, rng)
+    return rotate(np.column_stack([np.cos(t), np.sin(t), u]), 10, rng)
 
 
 def _sine_cube(rng: np.random.Generator) -> np.ndarray:
     """A 15-cube mapped by x -> (x, sin(W x)) into R^40 (d = 15)."""
     x = rng.uniform(-1, 1, (N, 15))
     w = rng.standard_normal((15, 25)) / np.sqrt(15) * 2.0
-    return _rotate(np.concatenate([x, np.sin(x @ w)], axis=1), 40, rng)
+    return rotate(np.concatenate([x, np.sin(x @ w)], axis=1), 40, rng)
 
 
 #: name -> (true dimension, maker)
@@ -121,17 +121,23 @@ CASES: dict[str, tuple[int, Callable[[np.random.Generator], np.ndarray]]] = {
 }
 
 
-def generate(out: Path) -> list[dict]:
+def write(cases: dict[str, tuple[int, Callable[[np.random.Generator], np.ndarray]]],
+          seed: int, out: Path) -> list[dict]:
     """Write every case as ``out/NAME.npy`` and ``out/manifest.json``; return the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     manifest = []
-    for k, (name, (d, make)) in enumerate(sorted(CASES.items())):
-        x = make(np.random.default_rng([SEED, k])).astype(np.float64)
+    for k, (name, (d, make)) in enumerate(sorted(cases.items())):
+        x = make(np.random.default_rng([seed, k])).astype(np.float64)
         np.save(out / f"{name}.npy", x)
         manifest.append({"name": name, "true_dim": d, "ambient_dim": x.shape[1],
                          "path": f"{name}.npy"})
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def generate(out: Path) -> list[dict]:
+    """This set's cases written to ``out`` (see ``write``)."""
+    return write(CASES, SEED, out)
 
 
 if __name__ == "__main__":
