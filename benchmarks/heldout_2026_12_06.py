@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CASES", "generate", "rotate", "write"]
+__all__ = ["CASES", "generate", "main", "rotate", "write"]
 
 N = 2500
 SEED = 20261206
@@ -140,8 +140,13 @@ def generate(out: Path) -> list[dict]:
     return write(CASES, SEED, out)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(generate: Callable[[Path], list[dict]], doc: str) -> None:
+    """The command line of a held-out set's module: write it to the folder given, list it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("out", type=Path)
     for row in generate(parser.parse_args().out):
         print(f"{row['name']:32s} d={row['true_dim']:3d} D={row['ambient_dim']}")
+
+
+if __name__ == "__main__":
+    main(generate, __doc__)

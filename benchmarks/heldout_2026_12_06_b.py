@@ -17,10 +17,8 @@ Run: python benchmarks/heldout_2026_12_06_b.py OUT_DIR
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from heldout_2026_12_06 import N, rotate, write  # beside this file
+from heldout_2026_12_06 import N, main, rotate, write  # beside this file
 
 __all__ = ["CASES", "generate"]
 
@@ -128,9 +126,4 @@ def generate(out) -> list[dict]:
 
 
 if __name__ == "__main__":
-    from pathlib import Path
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    for row in generate(parser.parse_args().out):
-        print(f"{row['name']:32s} d={row['true_dim']:3d} D={row['ambient_dim']}")
+    main(generate, __doc__)
