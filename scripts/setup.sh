@@ -30,14 +30,29 @@ if [ ! -x "$VENV/bin/python" ]; then
 else
     echo "setup: virtual environment $VENV ... reused"
 fi
-step "pip up to date" "$VENV/bin/python" -m pip install --upgrade pip
+# uv installs the same packages as pip in a fraction of the time (about 30 s against 110 s from
+# nothing here); where it cannot be installed, pip does the work. uv does not read pip's
+# configuration, so the wheel folders pip is told about (find-links) are passed on.
+if "$VENV/bin/python" -m pip install -q uv >>"$LOG" 2>&1 && [ -x "$VENV/bin/uv" ]; then
+    echo "setup: installer uv"
+    links=()
+    for folder in $("$VENV/bin/python" -m pip config get global.find-links 2>/dev/null || true) \
+                  ${PIP_FIND_LINKS:-}; do
+        links+=(--find-links "$folder")
+    done
+    install() { "$VENV/bin/uv" pip install --python "$VENV/bin/python" "${links[@]}" "$@"; }
+else
+    echo "setup: installer pip (uv could not be installed; see $LOG)"
+    step "pip up to date" "$VENV/bin/python" -m pip install --upgrade pip
+    install() { "$VENV/bin/python" -m pip install "$@"; }
+fi
 # Pin torch first: on the project's CPU machines this takes the CPU build that lies on disk;
 # elsewhere it takes the registry's build (CUDA on Linux x86-64). A bare `torch` requirement
 # resolved by the project's own install would pull a multi-GB CUDA build here.
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
-    step "torch==2.13.0" "$VENV/bin/python" -m pip install "torch==2.13.0"
+    step "torch==2.13.0" install "torch==2.13.0"
 else
     echo "setup: torch ... already installed"
 fi
-step "this project and its dev tools (-e '.[dev]')" "$VENV/bin/python" -m pip install -e '.[dev]'
+step "this project and its dev tools (-e '.[dev]')" install -e '.[dev]'
 echo "setup: ready; installer output in $LOG"
