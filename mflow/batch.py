@@ -1,3 +1,14 @@
+"""Plans of fits trained in one process, without Ray: ``python -m mflow.batch PLAN -o OUT``.
+
+Each pack's results are appended to ``OUT/results.jsonl.gz`` as it ends (one gzip member per
+pack); a rerun skips the fits with results there. A pack keeps its state in a checkpoint
+(``mflow.checkpoint``) named by its fits, and a rerun continues from it. A pack never changes
+silently: where the state an earlier run left cannot be restored as it was taken (its file does
+not load, or the fits were packed otherwise then, by another ``--pack``), the log says why and
+the pack is not trained, unless ``--restart-unresumable`` is given; then it trains from step 0
+and each of its results lines carries the reason as ``note`` (``survey import`` records it).
+"""
+
 from __future__ import annotations
 
 import argparse
@@ -21,6 +32,7 @@ from mflow.pack import PackTrainer, pack_key
 __all__ = ["CHECKPOINT_EVERY_S", "chunks", "main", "merge_plans", "read_results", "run_plan"]
 
 RESULTS_FILE = "results.jsonl.gz"
+RESTART_FLAG = "--restart-unresumable"  # train a pack whose state cannot be restored afresh
 ARTIFACTS_FILE = "artifacts.npz"
 CHECKPOINTS_DIR = "checkpoints"  # under OUT, unless --checkpoints names a folder
 CHECKPOINT_EVERY_S = 30.0  # as resources.checkpoint_every_s of a survey run
@@ -105,11 +117,13 @@ def _ended(path: Path) -> set[tuple[str | None, str]]:
     return {(line.get("survey"), line["fit_id"]) for line in read_results(path)}
 
 
-def _line(survey: str | None, fit_id: str, spec: FitSpec, result: FitResult) -> str:
+def _line(survey: str | None, fit_id: str, spec: FitSpec, result: FitResult,
+          note: str | None = None) -> str:
     """One results line; ``json`` writes each float by its shortest repr, which reads back
     as the same float, and non-finite ones as ``NaN``/``Infinity``, which ``json`` reads."""
-    return json.dumps({"survey": survey, "fit_id": fit_id, "spec": spec.to_dict(),
-                       "result": result.to_dict()})
+    line = {"survey": survey, "fit_id": fit_id, "spec": spec.to_dict(),
+            "result": result.to_dict()}
+    return json.dumps({**line, "note": note} if note else line)
 
 
 def _saver(path: Path, every_s: float) -> Callable[[PackTrainer], None]:
@@ -126,20 +140,58 @@ def _saver(path: Path, every_s: float) -> Callable[[PackTrainer], None]:
     return save
 
 
-def _resume(trainer: PackTrainer, path: Path, log: Callable[[str], Any],
-            where: str) -> PackTrainer:
-    """``trainer`` continued from the checkpoint at ``path`` when there is one; a fresh one
-    (and a logged reason) when it does not load."""
-    if not path.exists():
-        return trainer
-    try:
-        load_checkpoint(trainer, path)
-    except Exception as exc:  # noqa: BLE001 - any unusable checkpoint means: start afresh
-        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        log(f"{where}: could not continue from {path} ({why}); trains from step 0")
-        return PackTrainer(trainer.specs, trainer.datas)
-    log(f"{where}: continues from {path} (step {trainer.step})")
-    return trainer
+def _held_states(folder: Path, log: Callable[[str], Any]) -> dict[str, Path]:
+    """``{spec JSON: checkpoint}`` of the pack states kept in ``folder`` (a file that does not
+    load is logged and left out)."""
+    import torch
+
+    held = {}
+    for path in sorted(folder.glob("*.pt")):
+        try:
+            specs = torch.load(path, map_location="cpu", weights_only=True)["specs"]
+        except Exception as exc:  # noqa: BLE001 - any unreadable file: no fit continues from it
+            log(f"{path}: not a pack's state ({_why(exc)}); no fit continues from it")
+            continue
+        held.update((spec, path) for spec in specs)
+    return held
+
+
+def _why(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def _resume(trainer: PackTrainer, path: Path, held: Callable[[], dict[str, Path]],
+            log: Callable[[str], Any], where: str, restart: bool
+            ) -> tuple[PackTrainer | None, str | None]:
+    """``trainer`` continued from its pack's state at ``path`` when there is one, and a note.
+
+    Where a state an earlier run left cannot be restored as it was taken (``path`` does not
+    load, or ``held()`` names other packs' states holding some of these fits), the log says
+    why and: with ``restart``, a fresh trainer comes back with the reason as note; without,
+    ``None`` (the pack must not train).
+    """
+    if path.exists():
+        try:
+            load_checkpoint(trainer, path)
+        except Exception as exc:  # noqa: BLE001 - whatever fails, the state was not restored
+            why = f"could not continue from {path} ({_why(exc)})"
+        else:
+            log(f"{where}: continues from {path} (step {trainer.step})")
+            return trainer, None
+    else:
+        others = sorted({str(held()[s.to_json()]) for s in trainer.specs
+                         if s.to_json() in held()})
+        if not others:
+            return trainer, None
+        why = (f"could not continue from {', '.join(others)}: those fits were packed "
+               "otherwise when it was saved (another --pack?), so their state cannot be "
+               "restored as it was taken")
+    if restart:
+        log(f"{where}: {why}; trains from step 0 ({RESTART_FLAG})")
+        return PackTrainer(trainer.specs, trainer.datas), f"{why}; trained from step 0"
+    log(f"{where}: {why}; not trained: run again with {RESTART_FLAG} to train it from step 0, "
+        "or with the --pack it was saved with")
+    return None, None
 
 
 def run_plan(
@@ -150,6 +202,7 @@ def run_plan(
     log: Callable[[str], Any] = print,
     checkpoints: str | os.PathLike | None = None,
     checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    restart_unresumable: bool = False,
 ) -> int:
     """Train the plan's fits that have no result in ``out`` yet, in packs of at most ``pack``;
     returns how many of the plan's fits have a result there now.
@@ -157,7 +210,9 @@ def run_plan(
     Packs that would start after ``deadline_s`` seconds are skipped (and logged); each pack
     that ends is appended to ``out/results.jsonl.gz`` at once. Each pack continues from its
     state in ``checkpoints`` (default ``out/checkpoints``, see the module's docstring) and
-    saves its state there every ``checkpoint_every_s`` seconds and when it ends.
+    saves its state there every ``checkpoint_every_s`` seconds and when it ends. A pack whose
+    earlier state cannot be restored as it was taken is not trained (logged), unless
+    ``restart_unresumable``: then it trains from step 0, its results lines noting why.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +229,14 @@ def run_plan(
         log(f"{done} of {len(fits)} fits already have results in {results_path}: skipped")
     folder = Path(checkpoints) if checkpoints is not None else out / CHECKPOINTS_DIR
     kept = _load_npz(out / ARTIFACTS_FILE)
+    held: dict[str, Path] | None = None
+
+    def states() -> dict[str, Path]:  # read once, and only when a pack has no state of its own
+        nonlocal held
+        if held is None:
+            held = _held_states(folder, log)
+        return held
+
     started = time.perf_counter()
     for number, positions in enumerate(chunks([specs[i] for i in todo], pack)):
         members = [todo[j] for j in positions]
@@ -183,8 +246,10 @@ def run_plan(
             log(f"[{elapsed:7.1f}s] deadline passed: skipped pack {number} ({len(ids)} fits)")
             continue
         saved = _checkpoint(folder, ids)
-        trainer = _resume(PackTrainer([specs[i] for i in members]), saved, log,
-                          f"[{elapsed:7.1f}s] pack {number}")
+        trainer, note = _resume(PackTrainer([specs[i] for i in members]), saved, states, log,
+                                f"[{elapsed:7.1f}s] pack {number}", restart_unresumable)
+        if trainer is None:
+            continue
         first_step = trainer.step
         steps = trainer.specs[0].train.steps
         log(f"[{elapsed:7.1f}s] pack {number}: {len(ids)} fits x {steps} steps on "
@@ -195,7 +260,7 @@ def run_plan(
         rate = len(ids) * trainer.step / max(trainer.wall_s, 1e-9)
         lines = []
         for k, (i, result) in enumerate(zip(members, results, strict=True)):
-            lines.append(_line(surveys[i], fits[i]["fit_id"], specs[i], result))
+            lines.append(_line(surveys[i], fits[i]["fit_id"], specs[i], result, note))
             if result.status == "ok":
                 for name, array in trainer.artifacts(k).items():
                     kept[f"{fits[i]['fit_id']}/{name}"] = array
@@ -239,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         metavar="S", help="save a pack's state at a logged step once S "
                         f"seconds have passed since the last save (default {CHECKPOINT_EVERY_S:g}"
                         "; 0: at every logged step)")
+    parser.add_argument(RESTART_FLAG, dest="restart_unresumable", action="store_true",
+                        help="train from step 0 a pack whose earlier state cannot be restored "
+                        "as it was taken (default: such a pack is not trained, and logged)")
     args = parser.parse_args(argv)
     if not args.checkpoint_every_s >= 0:
         parser.error(f"--checkpoint-every-s: must be >= 0, got {args.checkpoint_every_s:g}")
@@ -263,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logfile.flush()
 
         done = run_plan(plan, out, args.pack, args.deadline_s, log, args.checkpoints,
-                        args.checkpoint_every_s)
+                        args.checkpoint_every_s, args.restart_unresumable)
     total = len(plan["fits"])
     print(f"{done} of {total} fits have results in {out / RESULTS_FILE}")
     return 0 if done == total else 1

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     try:
         outcome = run_survey(
             job, out, tracking, address=args.address, retry_failed=args.retry_failed,
-            reporter=reporter,
+            reporter=reporter, restart_unresumable=args.restart_unresumable,
         )
     finally:
         reporter.stop()

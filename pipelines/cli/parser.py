@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
                      "a local Ray)")
     run.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
                      help="skip fits stored as failed or diverged (default: run them again)")
+    run.add_argument("--restart-unresumable", action="store_true",
+                     help="train from step 0 a fit whose earlier checkpoint cannot be restored "
+                     "as it was taken (default: such a fit fails, its note saying why)")
     with_set(run)
 
     validate = commands.add_parser("validate", help="check a job file and count its fits")

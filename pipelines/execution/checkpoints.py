@@ -6,14 +6,19 @@ per survey run; ``CheckpointConfig(num_to_keep=1)``); the trial folder of a sing
 by its fit id, that of a pack ``pack-<K>-<hash>`` (``packing.pack_id``), and each checkpoint's
 ``meta.json`` lists its fit ids. Tune's trials (``pipelines.execution.trial``) and Ray Train's
 data-parallel workers (``pipelines.execution.parallel``) write the same files.
+
+Resume never changes a fit silently (``resume``): where an earlier run's checkpoint cannot be
+restored as it was taken (its pack was planned anew, it lacks a fit's state, or its file does
+not load), the fit's note says so, and it trains from step 0 only when the survey run was
+given ``RESTART_FLAG``; otherwise it is not trained, and its error names the flag.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +32,10 @@ __all__ = [
     "ARTIFACTS_FILE",
     "META_FILE",
     "PACK_PREFIX",
+    "RESTART_FLAG",
     "RESULT_FILE",
     "STATE_FILE",
+    "Resumed",
     "latest_checkpoints",
     "prune_checkpoints",
     "read_artifacts",
@@ -37,6 +44,7 @@ __all__ = [
     "read_results",
     "restore",
     "result_from_dict",
+    "resume",
     "result_to_dict",
     "write_checkpoint",
 ]
@@ -46,6 +54,9 @@ META_FILE = "meta.json"  # {"fit_ids": [...], "step": ..., "final": ..., "note":
 RESULT_FILE = "result.json"  # {fit_id: FitResult}, in the last checkpoint only
 ARTIFACTS_FILE = "artifacts.npz"  # {"<fit_id>/<name>": array}, in the last checkpoint only
 PACK_PREFIX = "pack-"  # trial folders of packs (see pipelines.execution.packing.pack_id)
+#: The ``survey run`` flag that lets a fit whose earlier checkpoint cannot be restored as it
+#: was taken train from step 0 (without it, such a fit is not trained).
+RESTART_FLAG = "--restart-unresumable"
 
 
 def result_to_dict(result: FitResult) -> dict[str, Any]:
@@ -98,6 +109,43 @@ def restore(trainer, checkpoint) -> None:
         state = torch.load(Path(folder, STATE_FILE), map_location=trainer.device,
                            weights_only=True)
     trainer.load_state_dict(state)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A trial's trainer as ``resume`` left it."""
+
+    trainer: Any
+    note: str | None = None  # why the earlier run's checkpoint was not continued from
+    refused: str | None = None  # set: the trainer must not train (the error to record)
+
+
+def resume(trainer, job: Mapping[str, Any], fresh: Callable[[], Any], open_checkpoint
+           ) -> Resumed:
+    """``trainer`` continued from the checkpoint an earlier survey run left for the trial's
+    fits (``job["resume"]``, opened by ``open_checkpoint``, a Ray ``Checkpoint`` class).
+
+    When that checkpoint cannot be restored as it was taken (``job["unresumable"]``: the
+    driver found the trial's pack planned anew; or its state does not load into ``trainer``),
+    the result's note says why, and: with ``job["restart_unresumable"]`` (``RESTART_FLAG``)
+    the trainer is ``fresh()``, to train from step 0; without, ``refused`` is the error to
+    record instead of training.
+    """
+    why = job.get("unresumable")
+    if why is None and job.get("resume"):
+        try:
+            restore(trainer, open_checkpoint(job["resume"]))
+        except Exception as exc:  # noqa: BLE001 - whatever fails, the state was not restored
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            why = (f"could not continue from the checkpoint an earlier run left at "
+                   f"{job['resume']} ({detail})")
+    if why is None:
+        return Resumed(trainer)
+    if job.get("restart_unresumable"):
+        return Resumed(fresh(), note=f"{why}; trained from step 0 ({RESTART_FLAG})")
+    return Resumed(trainer, note=why, refused=(
+        f"not trained: its earlier checkpoint cannot be restored as it was taken (see note); "
+        f"`survey run {RESTART_FLAG}` trains it from step 0"))
 
 
 def read_json(checkpoint, name: str) -> Any:

@@ -137,7 +137,8 @@ def make_packs(
         fits: the pending fits, in plan order.
         sizes: the most fits per pack, for all groups or per ``pack_key`` (missing keys: 1).
         resume: ``{fit_id: checkpoint}`` left by earlier runs. Fits sharing one checkpoint (an
-            earlier run's pack) form that pack again when the pack still fits in ``sizes``.
+            earlier run's pack, or a fit's own) form that pack again when the pack still fits
+            in ``sizes``: a pack planned anew could not continue from it.
 
     Returns:
         The packs, as few per group as ``sizes`` allows and of near-equal sizes; within a
@@ -159,7 +160,7 @@ def make_packs(
     taken: set[str] = set()
     for group in by_checkpoint.values():
         keys = {pack_key(fit.spec) for fit in group}
-        if len(group) > 1 and len(keys) == 1 and len(group) <= limit(group[0]):
+        if len(keys) == 1 and len(group) <= limit(group[0]):
             packs.append(sorted(group, key=lambda f: f.fit_id))
             taken.update(fit.fit_id for fit in group)
     groups: dict[str, list[Fit]] = {}

@@ -22,7 +22,9 @@ Checkpoints are Ray Train's: every ``train.log_every`` steps all workers report,
 one writes the trainer's state (the same ``state.pt`` and ``meta.json`` as a Tune trial's
 checkpoint, ``pipelines.execution.trial``) when ``resources.checkpoint_every_s`` has passed. A
 killed worker makes Ray Train restart the worker group (``FailureConfig(max_failures=retries)``),
-which continues from the latest checkpoint; the fit's note says from which step. The Train run
+which continues from the latest checkpoint; the fit's note says from which step. An earlier
+survey run's checkpoint that cannot be restored as it was taken is treated as a Tune trial
+treats it (``pipelines.execution.checkpoints.resume``). The Train run
 lives in the trial's own folder (``<storage>/<experiment>/<trial>/``), so a survey run that was
 killed is continued by the next one from there, as any trial is, and a Tune restart of the trial
 continues the Train run. The final report carries the fit's result; the trial hands that
@@ -159,31 +161,23 @@ def _read_restarts(checkpoint) -> list[int]:
         return json.loads(path.read_text()) if path.exists() else []
 
 
-def _start(spec: FitSpec, job: Mapping[str, Any]
-           ) -> tuple[ShardedTrainer, list[int], str | None]:
-    """The worker's trainer, restored from the Train run's latest checkpoint (after a worker
-    failure or a restart of the trial), else from an earlier survey run's checkpoint
-    (``job['resume']``, used when it loads). Also returns the steps the worker group continued
-    from after failures, and a note when the earlier run's checkpoint could not be used."""
+def _start(spec: FitSpec, job: Mapping[str, Any]) -> tuple[Any, list[int]]:
+    """The worker's trainer (a ``checkpoints.Resumed``), restored from the Train run's latest
+    checkpoint (after a worker failure or a restart of the trial), else from an earlier survey
+    run's checkpoint (``checkpoints.resume``: its note, or its refusal, when that cannot be
+    restored as it was taken). Also returns the steps the worker group continued from after
+    failures."""
     import ray.train
 
-    from pipelines.execution.checkpoints import restore
+    from pipelines.execution.checkpoints import Resumed, restore, resume
 
     trainer = ShardedTrainer(spec)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         restore(trainer, checkpoint)  # this Train run's own state: it must load
-        return trainer, [*_read_restarts(checkpoint), trainer.step], None
-    if not job.get("resume"):
-        return trainer, [], None
-    try:
-        restore(trainer, ray.train.Checkpoint(job["resume"]))
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint means: start afresh
-        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        return ShardedTrainer(spec, trainer.datas[0]), [], (
-            f"could not continue from the checkpoint an earlier run left at {job['resume']} "
-            f"({why}); trained from step 0")
-    return trainer, [], None
+        return Resumed(trainer), [*_read_restarts(checkpoint), trainer.step]
+    return resume(trainer, job, lambda: ShardedTrainer(spec, trainer.datas[0]),
+                  ray.train.Checkpoint), []
 
 
 def _note(restarts: list[int], note: str | None, workers: int) -> str | None:
@@ -214,7 +208,12 @@ def worker_loop(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(job["threads"])))
     if torch.cuda.is_available() and job["gpu"] > 0:
         torch.cuda.set_device(ray.train.torch.get_device())
-    trainer, restarts, note = _start(spec, job)
+    resumed, restarts = _start(spec, job)
+    trainer, note = resumed.trainer, resumed.note
+    if resumed.refused:  # every worker decides alike (one file): the run ends untrained
+        ray.train.report({"step": trainer.step, "final": True, "fit_ids": [fit_id],
+                          "refused": resumed.refused, "note": note})
+        return
     first = trainer.rank == 0
     last_checkpoint = time.monotonic()
 
@@ -293,7 +292,8 @@ def _trial(config: dict[str, Any], plan: DataParallel) -> None:
     result = trainer.fit()
     final = {"step": result.metrics.get("step"), "final": True,
              "fit_ids": [f["fit_id"] for f in job["fits"]],
-             "statuses": result.metrics.get("statuses")}
+             "statuses": result.metrics.get("statuses"),
+             **{k: result.metrics[k] for k in ("refused", "note") if k in result.metrics}}
     tune.report(final, checkpoint=result.checkpoint)
 
 

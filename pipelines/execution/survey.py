@@ -12,7 +12,9 @@ Resume: a fit whose ``fits/<fit_id>.parquet`` says ``ok`` is skipped (one stored
 had before ``fit_id`` left out the data folder and the logging interval is first renamed). A
 fit stored as ``failed`` or ``diverged`` runs again by default (``retry_failed=False`` skips it
 too); its new row replaces the old file, so a fit never has two rows. A fit that was running
-when an earlier survey run was killed continues from the newest checkpoint that run left.
+when an earlier survey run was killed continues from the newest checkpoint that run left; where
+that cannot be restored as it was taken, the fit fails (or, with ``restart_unresumable``, trains
+from step 0) and its note says why.
 """
 
 from __future__ import annotations
@@ -184,6 +186,7 @@ def run_survey(
     address: str | None = None,
     retry_failed: bool = True,
     reporter: Reporter | None = None,
+    restart_unresumable: bool = False,
 ) -> SurveyOutcome:
     """Run the fits of ``job`` that are not done yet; see the module docstring for resume.
 
@@ -194,6 +197,8 @@ def run_survey(
         address: a Ray cluster to join; ``None`` starts a local Ray (unless one is running).
         retry_failed: run failed and diverged fits again.
         reporter: told about progress (the command line's progress bar).
+        restart_unresumable: a fit whose earlier checkpoint cannot be restored as it was
+            taken trains from step 0 (default: it fails, its note saying why).
     """
     reporter = reporter or Reporter()
     fits = plan(job)
@@ -230,7 +235,8 @@ def run_survey(
             store.fs, store.tune_path, store.tune_dir, [f.fit_id for f in pending]
         )
         experiment = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-        trials.run_trials(pending, job.resources, store.tune_dir, experiment, recorder, resume)
+        trials.run_trials(pending, job.resources, store.tune_dir, experiment, recorder, resume,
+                          restart_unresumable)
         writer.close()  # every fit that ended is recorded before they are counted
         outcome.missing = len(pending) - sum(outcome.counts.values())
         ok = [fit_id for fit_id, s in store.statuses().items() if s == "ok"]

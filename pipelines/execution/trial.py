@@ -3,7 +3,9 @@ when there is one, reporting its logged steps to Tune with checkpoints.
 
 A trial (``train_trial``) restores its trainer from the trial's latest checkpoint when Tune restarts
 it after a failure (``FailureConfig(max_failures=retries)``), or from the newest checkpoint an
-earlier, killed survey run left for the same fits, and trains. Every ``train.log_every`` steps
+earlier, killed survey run left for the same fits, and trains (when the earlier checkpoint
+cannot be restored as it was taken, the trial ends untrained, or trains from step 0 where the
+run allows it: ``pipelines.execution.checkpoints.resume``). Every ``train.log_every`` steps
 it calls ``tune.report`` with a few metrics per fit, and with a checkpoint holding the trainer's
 full state when ``resources.checkpoint_every_s`` seconds have passed since the last one (each
 checkpoint costs a copy and a snapshot of Tune's experiment state; a killed trial loses at most
@@ -22,7 +24,7 @@ from typing import Any
 
 from mflow.config import FitSpec
 from mflow.fit import CurvePoint, FitResult, Trainer
-from pipelines.execution.checkpoints import restore, write_checkpoint
+from pipelines.execution.checkpoints import Resumed, restore, resume, write_checkpoint
 
 __all__ = ["TOP_EIGENVALUES", "metrics_of", "train_trial"]
 
@@ -64,10 +66,10 @@ def _report(
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def _trainer(specs: Sequence[FitSpec], job: Mapping[str, Any]) -> tuple[Any, str | None]:
+def _trainer(specs: Sequence[FitSpec], job: Mapping[str, Any]) -> Resumed:
     """The trial's trainer, restored from Tune's checkpoint of this trial (it must load) or
-    from an earlier survey run's (used when it loads; else the fits start afresh, and the
-    note returned beside the trainer says why)."""
+    from an earlier survey run's (``checkpoints.resume``: when that cannot be restored as it
+    was taken, the note says why, and the fits train afresh only where the run allows it)."""
     from ray import tune
 
     from mflow.pack import PackTrainer
@@ -77,24 +79,19 @@ def _trainer(specs: Sequence[FitSpec], job: Mapping[str, Any]) -> tuple[Any, str
             return Trainer(specs[0], datas[0] if datas else None)
         return PackTrainer(specs, datas)
 
-    trainer, note = make(), None
+    trainer = make()
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         restore(trainer, checkpoint)  # Tune restarted this trial: its state must load
-    elif job.get("resume"):
-        try:  # a checkpoint left by an earlier survey run; start afresh if it is unusable
-            restore(trainer, tune.Checkpoint(job["resume"]))
-        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint means: start afresh
-            trainer = make(trainer.datas if len(specs) > 1 else [trainer.data])
-            why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            note = (f"could not continue from the checkpoint an earlier run left at "
-                    f"{job['resume']} ({why}); trained from step 0")
-    return trainer, note
+        return Resumed(trainer)
+    datas = trainer.datas if len(specs) > 1 else [trainer.data]
+    return resume(trainer, job, lambda: make(datas), tune.Checkpoint)
 
 
 def train_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one fit or one pack, checkpointed at logged steps."""
     import torch
+    from ray import tune
 
     from pipelines.job.readers import register_readers
 
@@ -103,7 +100,12 @@ def train_trial(config: dict[str, Any]) -> None:
     fit_ids = [f["fit_id"] for f in job["fits"]]
     torch.set_num_threads(max(1, int(job["threads"])))
     specs = [FitSpec.from_dict(json.loads(f["spec"])) for f in job["fits"]]
-    trainer, note = _trainer(specs, job)
+    resumed = _trainer(specs, job)
+    trainer, note = resumed.trainer, resumed.note
+    if resumed.refused:  # ends the trial untrained: the driver records the fits as failed
+        tune.report({"step": trainer.step, "final": True, "fit_ids": fit_ids,
+                     "refused": resumed.refused, "note": note})
+        return
     last_checkpoint = time.monotonic()
 
     def report(metrics: dict[str, Any]) -> None:

@@ -69,7 +69,7 @@ class FitEvents:
 
     def noted(self, fit_id: str, note: str) -> None:
         """Something to record beside a fit that is not an error (it could not continue from
-        an earlier run's checkpoint, so it trained afresh), just before its ``finished``."""
+        an earlier run's checkpoint), just before its ``finished`` or ``failed``."""
 
     def finished(self, fit_id: str, result: FitResult, retries: int) -> None:
         """A fit ended with a result (status ok or diverged)."""
@@ -149,6 +149,14 @@ def _make_callback(events: FitEvents):
                 self._call(self.events.retrying, fit_id, line, trial.num_failures)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            refused = (trial.last_result or {}).get("refused")
+            if refused:  # not trained: an earlier run's checkpoint could not be restored
+                note = trial.last_result.get("note")
+                for fit_id in _fit_ids(trial):
+                    if note:
+                        self._call(self.events.noted, fit_id, note)
+                    self._call(self.events.failed, fit_id, refused, "", trial.num_failures)
+                return
             try:
                 results = read_results(trial.checkpoint)
             except Exception as exc:  # noqa: BLE001 - recorded as failed fits
@@ -227,6 +235,21 @@ def _final_results(resume: Mapping[str, str], wanted: set[str]) -> dict[str, Fit
     return out
 
 
+def _layout_change(ids: Sequence[str], resume: Mapping[str, str]) -> str | None:
+    """Why the fits ``ids`` of one pack cannot continue from the checkpoints earlier runs
+    left: they were taken by other packs (some of these fits have one, others another or
+    none); ``None`` when they share one checkpoint or none has any."""
+    locations = {resume.get(fit_id) for fit_id in ids}
+    if len(locations) == 1:
+        return None
+    held = sorted(location for location in locations if location is not None)
+    with_one = sum(fit_id in resume for fit_id in ids)
+    return (f"could not continue from the checkpoint(s) an earlier run left at "
+            f"{', '.join(held)}: the pack was planned anew ({with_one} of its {len(ids)} fits "
+            f"have a checkpoint, from {len(held)} earlier pack(s)), so their state cannot be "
+            "restored as it was taken")
+
+
 def run_trials(
     fits: Sequence[Fit],
     resources: Resources,
@@ -234,6 +257,7 @@ def run_trials(
     experiment: str,
     events: FitEvents,
     resume: Mapping[str, str] | None = None,
+    restart_unresumable: bool = False,
 ) -> None:
     """Run ``fits`` as Tune trials on the connected Ray cluster; blocks until they end.
 
@@ -245,7 +269,9 @@ def run_trials(
         events: told, in this process, when each fit starts, reports, retries and ends.
         resume: ``{fit_id: checkpoint}`` left by earlier runs, to continue from. A fit whose
             checkpoint is final is recorded from it (``started``, then ``finished``) when it
-            ended ok, and trains afresh otherwise (a retry).
+            ended ok, and trains afresh otherwise (a retry). A fit whose checkpoint cannot be
+            restored as it was taken (``checkpoints.resume``) fails, its note saying why.
+        restart_unresumable: such fits train from step 0 instead (``RESTART_FLAG``).
     """
     from ray import tune
 
@@ -268,12 +294,14 @@ def run_trials(
     configs = []
     for pack in plan_packs(fits, resources, resume):
         ids = [fit.fit_id for fit in pack]
-        locations = {resume.get(fit_id) for fit_id in ids}
+        changed = _layout_change(ids, resume)
         configs.append(
             {
                 "trial_id": ids[0] if len(ids) == 1 else packing.pack_id(ids),
                 "fits": [{"fit_id": fit.fit_id, "spec": fit.spec.to_json()} for fit in pack],
-                "resume": locations.pop() if len(locations) == 1 else None,
+                "resume": None if changed else resume.get(ids[0]),
+                "unresumable": changed,
+                "restart_unresumable": restart_unresumable,
                 "threads": threads,
                 "checkpoint_every_s": resources.checkpoint_every_s,
             }

@@ -65,7 +65,9 @@ def _artifacts(folder: Path) -> dict[str, dict[str, np.ndarray]]:
         return Store.split_artifacts(npz)
 
 
-def _read(folder: Path, name: str, fits: Mapping[str, Fit]) -> list[tuple[Fit, Any]]:
+def _read(folder: Path, name: str, fits: Mapping[str, Fit]
+          ) -> list[tuple[Fit, Any, str | None]]:
+    """``(fit, result, note)`` of each line of ``name`` in the batch folder's results."""
     path = folder / "results.jsonl.gz"
     if not path.exists():
         raise JobError(f"{path}: no results file (run `python -m mflow.batch PLAN -o {folder}`)")
@@ -85,7 +87,7 @@ def _read(folder: Path, name: str, fits: Mapping[str, Fit]) -> list[tuple[Fit, A
                 f"{where}: fit {line.get('fit_id')!r} is not a fit of job {name!r} as "
                 "configured (was the job file or --set changed after the export?)"
             )
-        found.append((fits[fid], result))
+        found.append((fits[fid], result, line.get("note")))
     return found
 
 
@@ -105,7 +107,7 @@ def import_results(
     store.prepare()
     store.adopt_legacy(all_fits)
     statuses = store.statuses()
-    todo = [(f, r) for f, r in found if statuses.get(f.fit_id) != "ok"]
+    todo = [(f, r, n) for f, r, n in found if statuses.get(f.fit_id) != "ok"]
     outcome = ImportOutcome(already_ok=len(found) - len(todo))
     if not todo:
         return outcome
@@ -113,13 +115,15 @@ def import_results(
     tracker = _open_tracker(tracking_uri, job, len(all_fits), len(todo), reporter)
     outcome.parent_run_id = tracker.parent_run_id if tracker is not None else None
     writer = Background()  # the recorder writes in its thread, in order, as in a survey run
-    recorder = _Recorder(job, [f for f, _ in todo], store, tracker, reporter, survey_outcome,
+    recorder = _Recorder(job, [f for f, _, _ in todo], store, tracker, reporter, survey_outcome,
                          writer)
     kept = _artifacts(folder)
     status = "FAILED"
     try:
-        for fit, result in todo:
+        for fit, result, note in todo:
             recorder.started(fit.fit_id)
+            if note:  # e.g. its pack trained from step 0 (mflow.batch --restart-unresumable)
+                recorder.noted(fit.fit_id, note)
             if fit.fit_id in kept:
                 recorder.kept(fit.fit_id, kept[fit.fit_id])
             recorder.finished(fit.fit_id, result, 0)

@@ -69,8 +69,9 @@ FITS_SCHEMA = pa.schema(
         ("readout", pa.string()),
         ("code_version", pa.string()),
         ("retries", pa.int64()),  # trial restarts after failures
-        # What else the run should know, not an error: e.g. an earlier run's checkpoint did
-        # not load, so the fit trained from step 0 (null when nothing; absent from older files)
+        # What else the run should know: e.g. an earlier run's checkpoint could not be
+        # restored as it was taken (pipelines.execution.checkpoints.resume), so the fit was
+        # not trained, or trained from step 0 (null when nothing; absent from older files)
         ("note", pa.string()),
         ("axes", pa.string()),  # JSON: grid axis -> this fit's value (label)
         ("group", pa.string()),  # the non-seed axes, "axis=value ...": fits that differ by seed

@@ -179,3 +179,57 @@ def test_bad_arguments_are_named_without_a_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(plan), "-o", str(tmp_path / "out"), "--pack", "0"])
     assert "--pack: must be >= 1" in capsys.readouterr().err
+
+
+def _left_state(out, ids, trainer=None):
+    """Where ``mflow.batch`` keeps the state of the pack of ``ids`` in ``out``, with
+    ``trainer``'s state written there (as a killed run leaves it)."""
+    import mflow.batch as batch
+
+    path = batch._checkpoint(out / "checkpoints", ids)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if trainer is not None:
+        batch.save_checkpoint(trainer, path)
+    return path
+
+
+def _refused(out, args, reason: str) -> str:
+    """Without the flag the pack is not trained, and the log says why and names the flag."""
+    assert main(args) == 1
+    assert not (out / "results.jsonl.gz").exists() or not _results(out)
+    log = (out / "log.txt").read_text()
+    assert reason in log and "not trained: run again with --restart-unresumable" in log, log
+    return log
+
+
+def test_a_state_that_does_not_load_trains_only_with_the_flag(tmp_path):
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(_plan("a", [BASE])))
+    out = tmp_path / "out"
+    _left_state(out, ["a-0"]).write_bytes(b"not a torch file")
+    args = [str(plan), "-o", str(out)]
+    _refused(out, args, "could not continue from")
+    assert main([*args, "--restart-unresumable"]) == 0
+    (line,) = _results(out)
+    assert line["result"]["status"] == "ok" and line["result"]["steps"] == 30
+    assert line["note"].startswith("could not continue from")
+    assert line["note"].endswith("trained from step 0")
+
+
+def test_a_pack_state_missing_a_member_is_not_continued(tmp_path):
+    specs = [BASE.replace(train={"seed": s}, data={"seed": s}) for s in range(2)]
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(_plan("a", specs)))
+    out = tmp_path / "out"
+    _left_state(out, ["a-0", "a-1"], PackTrainer(specs[:1]))  # the second fit's state lacks
+    _refused(out, [str(plan), "-o", str(out)], "different fit spec or pack of fits")
+
+
+def test_fits_packed_otherwise_before_are_not_continued(tmp_path):
+    specs = [BASE.replace(train={"seed": s}, data={"seed": s}) for s in range(2)]
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(_plan("a", specs)))
+    out = tmp_path / "out"
+    _left_state(out, ["a-0", "a-1"], PackTrainer(specs))  # a run with --pack 2 left it
+    log = _refused(out, [str(plan), "-o", str(out), "--pack", "1"], "packed otherwise")
+    assert log.count("not trained") == 2  # each pack of one

@@ -61,6 +61,9 @@ def test_an_earlier_runs_pack_is_formed_again_when_it_fits(tiny_job):
     assert [f.fit_id for f in old[1]] in ids(make_packs(fits, 3, resume))
     assert ids(make_packs(fits, 3, resume)) != ids(make_packs(fits, 3))
     assert all(len(p) == 1 for p in make_packs(fits, 1, resume))  # too big for pack 1 now
+    # a fit that checkpointed alone continues alone: packed with others it could not restore
+    alone = {fits[0].fit_id: "checkpoint-of-the-first-fit"}
+    assert [fits[0].fit_id] in ids(make_packs(fits, 4, alone))
 
 
 def test_pack_accepts_a_count_or_auto(tiny_job):

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from mflow.config import FitSpec
 from pipelines.cli import main
-from pipelines.execution import checkpoints, trials
+from pipelines.execution import checkpoints, packing, trials
 from pipelines.execution.survey import Reporter, run_survey
 from pipelines.job import fit_id, plan
 from pipelines.results.store import Store
@@ -230,34 +230,115 @@ def test_a_later_run_continues_from_an_earlier_runs_checkpoint(tmp_path: Path, t
     assert not storage.exists()
 
 
-def test_an_earlier_runs_checkpoint_that_does_not_load_is_said_and_recorded(
+class Warnings(Reporter):
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.messages.append(message)
+
+
+def _leave_checkpoint(store: Store, trial: str, fit_ids: list[str], state: bytes) -> Path:
+    """A checkpoint as a killed earlier run leaves it: ``meta.json`` naming ``fit_ids``, and
+    ``state`` as its ``state.pt``."""
+    left = Path(store.tune_path) / "run-0" / trial / "checkpoint_000000"
+    left.mkdir(parents=True)
+    meta = {"fit_ids": fit_ids, "step": 50, "final": False}
+    (left / checkpoints.META_FILE).write_text(json.dumps(meta))
+    (left / checkpoints.STATE_FILE).write_bytes(state)
+    return left
+
+
+def _state_of(specs) -> bytes:
+    """The ``state.pt`` bytes of an untrained pack of ``specs``."""
+    import io
+
+    import torch
+
+    from mflow.pack import PackTrainer
+
+    buffer = io.BytesIO()
+    torch.save(PackTrainer(specs).state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def _refused(store: Store, reporter: Warnings, fit_ids) -> list[str]:
+    """Each fit's row says it was not trained, names the flag, and notes why (also said)."""
+    rows = store.read_fits().set_index("fit_id")
+    notes = []
+    for fit_id_ in fit_ids:
+        row = rows.loc[fit_id_]
+        assert row["status"] == "failed" and pd.isna(row["steps"]), row
+        assert checkpoints.RESTART_FLAG in row["error"], row["error"]
+        assert f"{fit_id_}: {row['note']}" in reporter.messages
+        notes.append(row["note"])
+    return notes
+
+
+@pytest.mark.slow
+def test_an_earlier_runs_checkpoint_that_does_not_load_fails_the_fit_unless_allowed(
     tmp_path: Path, tiny_job
 ):
     job = tiny_job("unusable", grid={})
     [fit] = plan(job)
     out = str(tmp_path / "results")
     store = Store(out, job.name)
-    left = Path(store.tune_path) / "run-0" / fit.fit_id / "checkpoint_000000"
-    left.mkdir(parents=True)
-    meta = {"fit_ids": [fit.fit_id], "step": 50, "final": False}
-    (left / checkpoints.META_FILE).write_text(json.dumps(meta))
-    (left / checkpoints.STATE_FILE).write_bytes(b"not a torch file")  # a damaged checkpoint
-
-    class Warnings(Reporter):
-        def __init__(self) -> None:
-            self.messages: list[str] = []
-
-        def warn(self, message: str) -> None:
-            self.messages.append(message)
+    _leave_checkpoint(store, fit.fit_id, [fit.fit_id], b"not a torch file")  # damaged
 
     reporter = Warnings()
-    assert run_survey(job, out, None, reporter=reporter).counts == {"ok": 1}
-    [message] = [m for m in reporter.messages if m.startswith(f"{fit.fit_id}: ")]
-    assert "could not continue from the checkpoint an earlier run left" in message
-    assert message.endswith("trained from step 0")
+    assert run_survey(job, out, None, reporter=reporter).counts == {"failed": 1}
+    [note] = _refused(store, reporter, [fit.fit_id])
+    assert note.startswith("could not continue from the checkpoint an earlier run left")
+
+    reporter = Warnings()  # the flag: trained from step 0, and the row says so
+    outcome = run_survey(job, out, None, reporter=reporter, restart_unresumable=True)
+    assert outcome.counts == {"ok": 1}
     row = store.read_fits().iloc[0]
     assert row["status"] == "ok" and row["steps"] == 100 and pd.isna(row["error"])
-    assert row["note"] == message.removeprefix(f"{fit.fit_id}: ")
+    assert row["note"] == f"{note}; trained from step 0 ({checkpoints.RESTART_FLAG})"
+    assert f"{fit.fit_id}: {row['note']}" in reporter.messages
+
+
+@pytest.mark.slow
+def test_a_pack_checkpoint_missing_a_members_state_fails_its_fits(tmp_path: Path, tiny_job):
+    job = tiny_job("member", grid={"seed": [0, 1]}, resources={"pack": 2})
+    fits = plan(job)
+    out = str(tmp_path / "results")
+    store = Store(out, job.name)
+    ids = sorted(f.fit_id for f in fits)
+    # The pack's checkpoint names both fits, but holds the state of the first one only.
+    first = next(f for f in fits if f.fit_id == ids[0])
+    _leave_checkpoint(store, packing.pack_id(ids), ids, _state_of([first.spec]))
+
+    reporter = Warnings()
+    assert run_survey(job, out, None, reporter=reporter).counts == {"failed": 2}
+    notes = _refused(store, reporter, ids)
+    assert all("different fit spec or pack of fits" in note for note in notes), notes
+
+
+@pytest.mark.slow
+def test_a_pack_planned_anew_does_not_continue_silently(tmp_path: Path, tiny_job):
+    """An earlier run packed the two fits together; this one trains one fit per trial."""
+    job = tiny_job("layout", grid={"seed": [0, 1]}, resources={"pack": 1})
+    fits = sorted(plan(job), key=lambda f: f.fit_id)
+    out = str(tmp_path / "results")
+    store = Store(out, job.name)
+    ids = [f.fit_id for f in fits]
+    _leave_checkpoint(store, packing.pack_id(ids), ids, _state_of([f.spec for f in fits]))
+
+    reporter = Warnings()
+    assert run_survey(job, out, None, reporter=reporter).counts == {"failed": 2}
+    notes = _refused(store, reporter, ids)
+    assert all("different fit spec or pack of fits" in note for note in notes), notes
+
+
+def test_a_pack_mixing_earlier_checkpoints_is_a_layout_change():
+    resume = {"a": "run-0/pack-2-x/checkpoint_000001", "b": "run-0/pack-2-x/checkpoint_000001"}
+    assert trials._layout_change(["a", "b"], resume) is None  # the pack as it was taken
+    assert trials._layout_change(["c", "d"], resume) is None  # no checkpoint at all
+    why = trials._layout_change(["b", "c"], resume)  # one of the pack's fits and a new one
+    assert why is not None and "the pack was planned anew (1 of its 2 fits" in why
+    assert "run-0/pack-2-x/checkpoint_000001" in why
 
 
 @pytest.mark.slow
