@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +13,7 @@ import torch
 
 from mflow.config import DataSpec
 from mflow.datasets import load, mnist, synthetic
+from tests.pipelines.test_faults import wait_for
 
 STEPS = 3  # VAE steps: enough to exercise training, cheap enough for every test run
 
@@ -110,14 +111,22 @@ def test_concurrent_loads_on_a_cold_cache_train_one_vae(
     spec: DataSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The trials of a survey start together: one trains the VAE, the others wait for it."""
-    real, calls = synthetic.train_vae, []
+    real, real_lock, calls, locking = synthetic.train_vae, synthetic.exclusive_lock, [], []
 
-    def slow(*args: object, **kwargs: object) -> synthetic.Decoder:
+    @contextlib.contextmanager
+    def counted_lock(path):
+        locking.append(path)  # before the lock is taken: found no decoder, about to wait
+        with real_lock(path):
+            yield
+
+    def after_the_others_wait(*args: object, **kwargs: object) -> synthetic.Decoder:
         calls.append(args)
-        time.sleep(0.5)  # long enough for every other load to find no decoder yet
+        # Trains only once every load found no decoder and waits for this one's lock.
+        wait_for(lambda: len(locking) == 3, 60, "the other loads to wait for the lock")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "train_vae", slow)
+    monkeypatch.setattr(synthetic, "exclusive_lock", counted_lock)
+    monkeypatch.setattr(synthetic, "train_vae", after_the_others_wait)
     specs = [spec, *(DataSpec(**{**spec.__dict__, "seed": s}) for s in (2, 3))]
     with ThreadPoolExecutor(3) as pool:
         loaded = list(pool.map(load, specs))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -62,15 +63,29 @@ def test_a_pack_cut_off_mid_write_is_dropped_not_half_read(tmp_path):
     assert [line["fit_id"] for line in read_results(path)] == ["x"]
 
 
-def test_the_deadline_skips_whole_packs(tmp_path):
+def test_the_deadline_skips_whole_packs(tmp_path, monkeypatch):
+    import types
+
+    import mflow.batch as batch
+
+    # The batch's clock moves only when a pack trains (10 s a pack), so which pack starts
+    # before the deadline does not depend on how fast this machine trains.
+    now = [0.0]
+    run = batch.PackTrainer.run
+
+    def run_for_10_s(self, *args, **kwargs):
+        now[0] += 10.0
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "time", types.SimpleNamespace(
+        perf_counter=lambda: now[0], monotonic=time.monotonic))
+    monkeypatch.setattr(batch.PackTrainer, "run", run_for_10_s)
     plan = tmp_path / "p.json"
-    # the first pack starts at once, before the deadline; its 600 steps take far longer than
-    # 0.2 s (about 3 s here), so the second pack would start after it
-    first = BASE.replace(train={"steps": 600})
-    plan.write_text(json.dumps(_plan("a", [first, BASE.replace(data={"dataset": "line"})])))
-    assert main([str(plan), "-o", str(tmp_path / "out"), "--deadline-s", "0.2"]) == 1
+    plan.write_text(json.dumps(_plan("a", [BASE, BASE.replace(data={"dataset": "scurve"})])))
+    assert main([str(plan), "-o", str(tmp_path / "out"), "--deadline-s", "5"]) == 1
     assert [line["fit_id"] for line in read_results(tmp_path / "out" / "results.jsonl.gz")] == [
         "a-0"]
+    assert "deadline passed: skipped pack 1 (1 fits)" in (tmp_path / "out" / "log.txt").read_text()
 
 
 def test_checkpoints_let_a_finished_pack_be_read_again_without_training(tmp_path):

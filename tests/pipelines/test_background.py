@@ -8,6 +8,7 @@ import time
 import pytest
 
 from pipelines.execution.background import Background
+from tests.pipelines.test_faults import wait_for
 
 
 def test_calls_run_in_order_in_another_thread_and_close_waits_for_them():
@@ -35,8 +36,9 @@ def test_a_full_queue_makes_submit_wait():
     submitted = threading.Event()
     threading.Thread(target=lambda: (writer.submit(lambda: None), submitted.set()),
                      daemon=True).start()
-    assert not submitted.wait(0.3)
-    assert writer.pending() == 3
+    # The fourth submit waits for room in the queue (queue.Queue's not_full condition).
+    wait_for(lambda: len(writer._queue.not_full._waiters) == 1, 30, "submit to wait")
+    assert not submitted.is_set() and writer.pending() == 3
     gate.set()
     assert submitted.wait(5)
     writer.close()
