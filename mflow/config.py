@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Gt, Le, Lt
+from annotated_types import Ge, Gt, Le, Lt, MinLen
 
 __all__ = [
     "DataSpec",
@@ -57,16 +57,22 @@ class DataSpec:
     """Which points a fit sees. See ``mflow.datasets`` for the names and their options."""
 
     dataset: str = "sine"  # registry name: sine, line, scurve, fading_square, mnist, ...
-    # Number of points (per class for class-structured data); whether they fit in memory is
-    # checked from the spec before any is made (pipelines.job.footprint)
-    n: Annotated[int, Ge(1), Le(MAX_POINTS)] = 2000
+    # Number of points (per class for class-structured data); None: the dataset's default,
+    # 2000 for generated data and MNIST, every row of a user's file or folder (array, images;
+    # mflow.datasets.registry.with_default_n). Whether they fit in memory is checked from the
+    # spec before any is made (pipelines.job.footprint)
+    n: Annotated[int, Ge(1), Le(MAX_POINTS)] | None = None
     seed: Seed = 0  # seed of the sampling or of the subset drawn
-    # Class labels kept (mnist); None keeps all
+    # Class labels kept (mnist: digits; images: class sub-folders, see mflow.datasets.folder);
+    # None keeps all
     classes: tuple[Annotated[int, Ge(0), Le(MAX_LABEL)], ...] | None = None
     split: Literal["test", "train"] = "train"  # train or test (mnist)
     root: str | None = None  # folder with data files (mnist); None: $MFLOW_DATA_DIR or cache
-    path: str | None = None  # a user's array file (array)
+    path: str | None = None  # a user's array file (array) or image folder (images)
     key: str | None = None  # array name inside an .npz file (array)
+    # Columns of a table file (array: .csv with a header line, .parquet), in this order; None:
+    # every column (each must be numeric)
+    columns: tuple[Annotated[str, MinLen(1)], ...] | None = None
     latent_dim: Annotated[int, Ge(1), Le(MAX_DIM)] = 5  # true dimension of synthetic_mnist
     # Ambient dimension D of the constructed manifolds (sphere, torus, swiss_roll, helix,
     # warped_subspace, hypercube, affine; their intrinsic dimension is latent_dim), embedded in
@@ -211,8 +217,8 @@ class FitSpec:
         for f in dataclasses.fields(cls):
             sub = dict(d.get(f.name, {}))
             sub_cls = f.default_factory
-            if "classes" in sub and sub["classes"] is not None:
-                sub["classes"] = tuple(sub["classes"])
+            # JSON has lists where the fields hold tuples (data.classes, data.columns)
+            sub = {k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()}
             parts[f.name] = sub_cls(**sub)
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -276,6 +282,11 @@ def _problem(tp: Any, value: Any) -> str | None:
         return None
     if base is float and isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, got {value!r}"
+    if base is str and typing.get_origin(tp) is Annotated:
+        short = [b.min_length for b in tp.__metadata__ if isinstance(b, MinLen)]
+        if short and isinstance(value, str) and len(value) < short[0]:
+            return f"must not be empty, got {value!r}"
+        return None
     if typing.get_origin(tp) is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:

@@ -1,6 +1,14 @@
 """Datasets by name: one entry point, ``load(DataSpec) -> Dataset``, and one registry."""
 
-from mflow.datasets import arrays, images, manifolds, mnist, synthetic, toys  # noqa: F401  (register)
+from mflow.datasets import (  # noqa: F401  (register)
+    arrays,
+    folder,
+    images,
+    manifolds,
+    mnist,
+    synthetic,
+    toys,
+)
 from mflow.datasets.arrays import check_enough_rows, register_table_reader
 from mflow.datasets.registry import DATA_VERSIONS, DATASETS, Dataset, load, register, sample_shape
 

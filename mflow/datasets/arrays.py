@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,8 @@ __all__ = [
     "TableReader",
     "array",
     "check_enough_rows",
+    "csv_shape",
+    "drawn",
     "principal_scale",
     "read_array",
     "register_table_reader",
@@ -89,20 +91,80 @@ def _csv_problem(path: Path, names: list[str], skip: int) -> str:
     return f"{path}: non-numeric columns: {cols}"
 
 
-def _read_csv(path: Path) -> np.ndarray:
-    """Comma-separated numbers; a first line with any non-numeric field is a header."""
+def _is_header(cells: Sequence[str]) -> bool:
+    """A CSV file's first line is a header when any of its fields is not a number."""
+    return not all(_is_number(cell) for cell in cells)
+
+
+def csv_shape(path: str | os.PathLike, columns: Sequence[str] | None = None) -> tuple[int, int]:
+    """The ``(rows, columns)`` a ``.csv`` file gives ``read_array`` (``columns``: how many
+    are chosen), from its first line and a count of the non-empty others, no number parsed;
+    ``OSError`` when it cannot be read, ``ValueError`` when it is empty.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+        >>> _ = p.write_text("a,b,c\n1,2,3\n4,5,6\n")
+        >>> csv_shape(p), csv_shape(p, ["c"])
+        ((2, 3), (2, 1))
+    """
+    with open(path, "rb") as f:
+        first = next(csv.reader([f.readline().decode(errors="replace")]), [])
+        rows = sum(1 for line in f if line.strip())
+    if not first:
+        raise ValueError(f"{path}: empty file")
+    return rows + (not _is_header(first)), len(first) if columns is None else len(columns)
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    """Comma-separated numbers and the column names of a header line (None without one)."""
     with open(path, newline="") as f:
         first = next(csv.reader(f), [])
     if not first:
         raise ValueError(f"{path}: empty file")
-    header = not all(_is_number(cell) for cell in first)
+    header = _is_header(first)
     names = [c.strip() for c in first] if header else [f"column {j}" for j in range(len(first))]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            return np.loadtxt(path, delimiter=",", skiprows=int(header), ndmin=2)
+            x = np.loadtxt(path, delimiter=",", skiprows=int(header), ndmin=2)
     except ValueError:
         raise ValueError(_csv_problem(path, names, int(header))) from None
+    return x, names if header else None
+
+
+def _chosen(
+    path: Path, table: Mapping[str, np.ndarray], columns: Sequence[str] | None
+) -> Mapping[str, np.ndarray]:
+    """The ``columns`` of ``table`` in that order (``data.columns``; None: all of them)."""
+    if columns is None:
+        return table
+    repeated = sorted({c for c in columns if list(columns).count(c) > 1})
+    if repeated:
+        raise ValueError(f"data.columns: {', '.join(map(repr, repeated))} given twice")
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise ValueError(
+            f"{path}: no column {', '.join(map(repr, missing))} (data.columns); it has "
+            f"{', '.join(map(repr, table))}"
+        )
+    return {c: table[c] for c in columns}
+
+
+def _read_table(path: Path, columns: Sequence[str] | None) -> np.ndarray:
+    """A ``.csv`` file or one of a registered table type, its ``columns`` stacked into
+    ``(n, D)``."""
+    reader = TABLE_READERS.get(path.suffix.lower())
+    if reader is not None:
+        return _stack_columns(path, _chosen(path, reader(path), columns))
+    x, names = _read_csv(path)
+    if columns is None:
+        return x
+    if names is None:
+        raise ValueError(
+            f"{path}: data.columns names columns, but the file has no header line naming them"
+        )
+    return _stack_columns(path, _chosen(path, dict(zip(names, x.T, strict=True)), columns))
 
 
 def _stack_columns(path: Path, table: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -111,7 +173,9 @@ def _stack_columns(path: Path, table: Mapping[str, np.ndarray]) -> np.ndarray:
         raise ValueError(f"{path}: no columns")
     bad = [name for name, v in columns.items() if not _numeric(v.dtype) or v.ndim != 1]
     if bad:
-        raise ValueError(f"{path}: non-numeric columns: {', '.join(map(repr, bad))}")
+        good = [name for name in columns if name not in bad]
+        hint = f"; data.columns may choose among {good}" if good else ""
+        raise ValueError(f"{path}: non-numeric columns: {', '.join(map(repr, bad))}{hint}")
     lengths = {len(v) for v in columns.values()}
     if len(lengths) != 1:
         raise ValueError(f"{path}: columns of different lengths {sorted(lengths)}")
@@ -145,17 +209,21 @@ def _read_numpy(path: Path, key: str | None) -> np.ndarray:
             raise ValueError(f"{path}: array {key!r} cannot be read without pickle ({e})") from None
 
 
-def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
+def read_array(
+    path: str | os.PathLike, key: str | None = None, columns: Sequence[str] | None = None
+) -> np.ndarray:
     """Read and check a data file: float64 of shape ``(n, D)`` or ``(n, C, H, W)``.
 
     ``.npy``; ``.npz`` (the array ``key``, which may be omitted when there is only one);
-    ``.csv`` (comma-separated numbers; a first line with any non-numeric field is a header;
-    every column is data, so write tables without an index column); any suffix with a
-    registered table reader (``register_table_reader``). An ``(n, H, W)`` array becomes
-    ``(n, 1, H, W)``. Raises ``FileNotFoundError`` for a missing file and ``ValueError``,
-    naming the file, for: an unsupported suffix, non-numeric data or columns, a rank other
-    than 2, 3 or 4, an empty dimension, fewer than ``MIN_ROWS`` rows, or NaN/inf values
-    (with the number of rows that hold them).
+    ``.csv`` (comma-separated numbers; a first line with any non-numeric field is a header);
+    any suffix with a registered table reader (``register_table_reader``). Of a table, the
+    ``columns`` named (in their order; a ``.csv`` needs a header line), else every column,
+    so write tables without an index column or leave it out of ``columns``. An
+    ``(n, H, W)`` array becomes ``(n, 1, H, W)``. Raises ``FileNotFoundError`` for a missing
+    file and ``ValueError``, naming the file, for: an unsupported suffix, ``columns`` of a
+    numpy file, a missing column (with the columns the file has), non-numeric data or
+    columns, a rank other than 2, 3 or 4, an empty dimension, fewer than ``MIN_ROWS`` rows,
+    or NaN/inf values (with the number of rows that hold them).
 
     Example:
         >>> import tempfile, pathlib
@@ -169,11 +237,14 @@ def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
         raise FileNotFoundError(f"{path}: no such file (data.path)")
     suffix = path.suffix.lower()
     if suffix in _NUMPY_SUFFIXES:
+        if columns is not None:
+            raise ValueError(
+                f"{path}: data.columns is for table files (.csv, .parquet); this is a numpy "
+                "file, so leave it out"
+            )
         x = _read_numpy(path, key)
-    elif suffix in TABLE_READERS:
-        x = _stack_columns(path, TABLE_READERS[suffix](path))
-    elif suffix == ".csv":
-        x = _read_csv(path)
+    elif suffix in TABLE_READERS or suffix == ".csv":
+        x = _read_table(path, columns)
     elif suffix == ".parquet":
         raise ValueError(
             f"{path}: reading .parquet needs a table reader, as mflow does not import pyarrow; "
@@ -268,14 +339,30 @@ def check_enough_rows(dataset: Dataset, batch_size: int) -> None:
         )
 
 
-@register("array", version=STANDARDIZE_VERSION)
-def array(spec: DataSpec) -> Dataset:
-    """The file ``spec.path`` (array ``spec.key`` of an ``.npz``), read by ``read_array``.
+def drawn(n_rows: int, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a user's ``n_rows`` that a fit trains on and those it holds out: every row
+    and none when ``n`` is None or not below ``n_rows``; else ``n`` drawn with ``seed`` (in
+    file order) and up to ``HELDOUT_ROWS`` of the others.
 
-    When the file has more rows than ``spec.n``, a subset of ``n`` rows is drawn with
-    ``spec.seed`` (kept in file order; ``factors['row']`` holds their rows), and up to
-    ``HELDOUT_ROWS`` of the others are held out (``Dataset.heldout``, scaled alike); with
-    fewer, all rows are used. ``spec.standardize`` (default True) subtracts the mean point and
+    Example:
+        >>> [r.tolist() for r in drawn(4, None, 0)], [len(r) for r in drawn(500, 100, 0)]
+        ([[0, 1, 2, 3], []], [100, 200])
+    """
+    if n is None or n_rows <= n:
+        return np.arange(n_rows), np.arange(0)
+    order = np.random.default_rng(seed).permutation(n_rows)
+    return np.sort(order[:n]), np.sort(order[n : n + HELDOUT_ROWS])
+
+
+@register("array", version=STANDARDIZE_VERSION, every_row=True)
+def array(spec: DataSpec) -> Dataset:
+    """The file ``spec.path`` (array ``spec.key`` of an ``.npz``, columns ``spec.columns`` of a
+    table), read by ``read_array``.
+
+    Every row, unless ``spec.n`` is given and below the file's rows: then ``n`` rows are drawn
+    with ``spec.seed`` (kept in file order; ``factors['row']`` holds their rows), and up to
+    ``HELDOUT_ROWS`` of the others are held out (``Dataset.heldout``, scaled alike; see
+    ``drawn``). ``spec.standardize`` (default True) subtracts the mean point and
     divides by the standard deviation along the first principal axis (one number, so the shape
     of the data, and its dimension, are kept; see ``standardize``): the default noise schedule
     and readout floor are in units of a data scale of about 1. Set it False for data already on
@@ -283,13 +370,9 @@ def array(spec: DataSpec) -> Dataset:
     """
     if spec.path is None:
         raise ValueError("data.path: the 'array' dataset needs the path of a data file")
-    x = read_array(spec.path, spec.key)
-    rows, heldout = np.arange(len(x)), x[:0]
-    if len(x) > spec.n:
-        order = np.random.default_rng(spec.seed).permutation(len(x))
-        rows = np.sort(order[: spec.n])
-        heldout = x[np.sort(order[spec.n : spec.n + HELDOUT_ROWS])]
-        x = x[rows]
+    x = read_array(spec.path, spec.key, spec.columns)
+    rows, others = drawn(len(x), spec.n, spec.seed)
+    x, heldout = x[rows], x[others]
     if spec.standardize:
         mean, scale = principal_scale(x, str(spec.path))
         x, heldout = (x - mean) / scale, (heldout - mean) / scale

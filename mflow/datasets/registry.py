@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -9,7 +10,22 @@ import numpy as np
 
 from mflow.config import DataSpec
 
-__all__ = ["DATASETS", "DATA_VERSIONS", "Dataset", "add_noise", "load", "register", "sample_shape"]
+__all__ = [
+    "DATASETS",
+    "DATA_VERSIONS",
+    "DEFAULT_POINTS",
+    "EVERY_ROW",
+    "Dataset",
+    "add_noise",
+    "load",
+    "register",
+    "sample_shape",
+    "with_default_n",
+]
+
+# data.n left out: the points of a generated dataset (or of MNIST, per class when classes are
+# given). The fit ids of before this default was written here had it spelled out as 2000.
+DEFAULT_POINTS = 2000
 
 
 @dataclass(frozen=True)
@@ -59,15 +75,19 @@ DATA_VERSIONS: dict[str, int] = {}
 # toys, the image sets): known without loading, so fits of two such datasets can be put in one
 # pack by their specs alone (mflow.pack.pack_key).
 SAMPLE_SHAPES: dict[str, tuple[int, ...]] = {}
+# The loaders of a user's rows (a file, a folder): data.n left out, they use every row.
+EVERY_ROW: set[str] = set()
 
 
 def register(
-    name: str, version: int = 1, shape: tuple[int, ...] | None = None
+    name: str, version: int = 1, shape: tuple[int, ...] | None = None, every_row: bool = False
 ) -> Callable[[Loader], Loader]:
     """Decorator: make ``fn(spec) -> Dataset`` loadable as ``DataSpec(dataset=name)``.
 
     ``version``: raise it when the loader's output for a given ``DataSpec`` changes.
     ``shape``: the shape of every point it returns, when no field of the spec changes it.
+    ``every_row``: the loader reads a user's rows and takes ``spec.n`` None as "all of them";
+    other loaders are given ``DEFAULT_POINTS`` for it (``with_default_n``).
     """
     if version < 1:
         raise ValueError(f"dataset {name!r}: version must be >= 1, got {version}")
@@ -79,6 +99,8 @@ def register(
         DATA_VERSIONS[name] = version
         if shape is not None:
             SAMPLE_SHAPES[name] = tuple(shape)
+        if every_row:
+            EVERY_ROW.add(name)
         return fn
 
     return wrap
@@ -93,6 +115,19 @@ def sample_shape(spec: DataSpec) -> tuple[int, ...] | None:
         ((2,), None)
     """
     return SAMPLE_SHAPES.get(spec.dataset)
+
+
+def with_default_n(spec: DataSpec) -> DataSpec:
+    """``spec`` with ``n`` left out (None) set to ``DEFAULT_POINTS``, except for the loaders of
+    a user's rows (``EVERY_ROW``), which keep None: every row.
+
+    Example:
+        >>> with_default_n(DataSpec("sine")).n, with_default_n(DataSpec("array")).n
+        (2000, None)
+    """
+    if spec.n is not None or spec.dataset in EVERY_ROW:
+        return spec
+    return dataclasses.replace(spec, n=DEFAULT_POINTS)
 
 
 def add_noise(x: np.ndarray, spec: DataSpec) -> np.ndarray:
@@ -129,9 +164,9 @@ def load(spec: DataSpec) -> Dataset:
         raise ValueError(
             f"data.dataset: unknown dataset {spec.dataset!r}; known: {', '.join(sorted(DATASETS))}"
         ) from None
-    if spec.n < 1:
+    if spec.n is not None and spec.n < 1:
         raise ValueError(f"data.n: must be >= 1, got {spec.n}")
-    data = loader(spec)
+    data = loader(with_default_n(spec))
     heldout = None
     if data.heldout is not None and len(data.heldout):
         heldout = np.ascontiguousarray(add_noise(data.heldout, spec), dtype=np.float32)

@@ -90,20 +90,30 @@ def print_footprint(fits: Sequence[Fit], console: Console) -> None:
 
 
 def print_drawn_rows(fits: Sequence[Fit], console: Console) -> None:
-    """Say, for each user's file with more rows than ``data.n``, that rows are drawn."""
+    """Say, for each user's file or folder, whether a fit uses all its rows or draws some."""
     from mflow.datasets.arrays import HELDOUT_ROWS
-    from pipelines.job.footprint import drawn_rows
+    from pipelines.job.footprint import user_rows
 
-    files = {(f.spec.data.path, f.spec.data.key, f.spec.data.n): f.spec.data for f in fits}
-    for data in files.values():
-        drawn = drawn_rows(data)
-        if drawn is not None:
-            rows, n = drawn
-            console.print(
-                f"  {data.path}: {rows:,} rows; each fit draws {n:,} (data.n) and holds up to "
-                f"{min(HELDOUT_ROWS, rows - n):,} of the others out for the Jacobian readout",
-                highlight=False,
-            )
+    said = set()
+    for fit in fits:
+        data = fit.spec.data
+        rows = user_rows(data)
+        if rows is None:
+            continue
+        offer, used = rows
+        what = "images" if data.dataset == "images" else "rows"
+        of = f"{offer:,} {what}" + ("" if data.classes is None else
+                                    f" of classes {', '.join(map(str, data.classes))}")
+        if used == offer:
+            line = (f"  {data.path}: uses all {of}; none are held out, so the Jacobian readout "
+                    "reads training rows")
+        else:
+            line = (f"  {data.path}: draws {used:,} of {of} (data.n) and holds up to "
+                    f"{min(HELDOUT_ROWS, offer - used):,} of the others out for the Jacobian "
+                    "readout")
+        if line not in said:
+            said.add(line)
+            console.print(line, highlight=False)
 
 
 def estimates_table(title: str, summary, baselines) -> Table:

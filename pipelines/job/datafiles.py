@@ -28,7 +28,8 @@ def check_data(fits: Sequence[Fit], memory: int | None = None) -> None:
     (``pipelines.job.footprint``). Then each distinct source is read once: a user's array
     file (missing, unreadable, wrong rank, rows with NaN or inf), the MNIST files of a split
     (missing, corrupt; also behind ``synthetic_mnist``, whose VAE trains on them; the VAE
-    itself is not trained here), or a few points of a generated dataset (``SAMPLE_POINTS``,
+    itself is not trained here), the images of a user's folder that a fit reads (each
+    decoded), or a few points of a generated dataset (``SAMPLE_POINTS``,
     not ``data.n`` of them). Also refused: a class the data does not hold, classes asked of
     data without labels, and fewer points than one batch. The loaders' messages name the
     file; the grid point is added when the fit has one.
@@ -62,6 +63,7 @@ def _data_rows(data: DataSpec, sources: dict[Any, Any]) -> int:
     from mflow.datasets import load
     from mflow.datasets.arrays import read_array
     from mflow.datasets.mnist import read_mnist, subset_indices
+    from mflow.datasets.registry import with_default_n
 
     def unlabelled() -> None:
         if data.classes is not None:
@@ -74,10 +76,16 @@ def _data_rows(data: DataSpec, sources: dict[Any, Any]) -> int:
         unlabelled()
         if data.path is None:
             raise ValueError("data.path: the 'array' dataset needs the path of a data file")
-        key = ("array", data.path, data.key)
+        key = ("array", data.path, data.key, data.columns)
         if key not in sources:
-            sources[key] = len(read_array(data.path, data.key))
-        return min(sources[key], data.n)
+            sources[key] = len(read_array(data.path, data.key, data.columns))
+        return sources[key] if data.n is None else min(sources[key], data.n)
+    if data.dataset == "images":  # every image the fit reads is decoded: corrupt ones named
+        key = ("images", data.path, data.classes, data.n, data.seed)
+        if key not in sources:
+            sources[key] = load(data).n
+        return sources[key]
+    data = with_default_n(data)
     if data.dataset in ("mnist", "synthetic_mnist"):
         key = ("mnist", data.root, data.split)
         if key not in sources:

@@ -74,6 +74,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return "required"
     if kind == "finite_number":
         return f"must be a finite number, got {error['input']!r}"
+    if kind == "string_too_short":  # MinLen(1) on a string field (mflow.config's words)
+        return f"must not be empty, got {error['input']!r}"
     if kind == "literal_error":
         allowed = re.findall(r"'([^']*)'", error["ctx"]["expected"])
         return f"expected one of {', '.join(allowed)}, got {error['input']!r}"

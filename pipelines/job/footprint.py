@@ -7,21 +7,27 @@ or read). Nothing is generated or read here beyond a data file's header.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mflow.config import DataSpec, FitSpec, ModelSpec, PriorSpec
+from mflow.datasets.arrays import csv_shape
+from mflow.datasets.registry import EVERY_ROW, with_default_n
 from pipelines.job.errors import JobError
 
-__all__ = ["Footprint", "check_footprint", "data_points", "drawn_rows", "footprint",
-           "machine_memory",
-           "model_parameters"]
+if TYPE_CHECKING:
+    from mflow.datasets.folder import FolderIndex
+
+__all__ = ["Footprint", "check_footprint", "data_points", "footprint", "machine_memory",
+           "model_parameters", "user_rows"]
 
 # Bytes per value a fit holds its points in at once: as made or read (numpy float64), as the
 # float32 dataset (mflow.datasets.load), and the copy it trains on (train.dtype).
@@ -83,41 +89,84 @@ def _npy_shape(path: Path, key: str | None) -> tuple[tuple[int, ...], int] | Non
         return None  # missing, unreadable or not numpy: the loader names the problem
 
 
+def _folder(data: DataSpec) -> FolderIndex | None:
+    """A user's image folder's index (its files' headers); None where the loader refuses it."""
+    from mflow.datasets.folder import index_folder
+
+    try:
+        return None if data.path is None else index_folder(data.path)
+    except (OSError, ValueError):
+        return None
+
+
 def _file_shape(data: DataSpec) -> tuple[int, ...] | None:
-    """The shape of a user's numpy data file (``dataset: array``), from its header; None for
-    other data, other formats, or a file the loader will refuse (it names the problem)."""
+    """The shape of a user's data (``dataset: array``: a numpy file's header, a table's row
+    and column counts; ``images``: the folder's image headers), rows first; None for other
+    data, or data the loader will refuse (it names the problem)."""
+    if data.dataset == "images":
+        index = _folder(data)
+        return None if index is None else (index.rows, *index.shape)
     if data.dataset != "array" or data.path is None:
         return None
     path = Path(data.path).expanduser()
-    header = _npy_shape(path, data.key) if path.suffix.lower() in (".npy", ".npz") else None
-    return None if header is None or len(header[0]) < 2 else header[0]
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        header = _npy_shape(path, data.key)
+        return None if header is None or len(header[0]) < 2 else header[0]
+    if suffix == ".csv":
+        try:
+            return csv_shape(path, data.columns)
+        except (OSError, ValueError):
+            return None
+    if suffix == ".parquet":
+        from pipelines.job.readers import parquet_shape
+
+        shape = parquet_shape(path)
+        return None if shape is None else (shape[0], len(data.columns or ()) or shape[1])
+    return None
 
 
-def drawn_rows(data: DataSpec) -> tuple[int, int] | None:
-    """For a user's numpy file with more rows than ``data.n``: its rows and the rows a fit
-    draws (from the header; the loader holds up to ``HELDOUT_ROWS`` of the others out)."""
+def user_rows(data: DataSpec) -> tuple[int, int] | None:
+    """For a user's data (``array``, ``images``): the rows on offer (of the classes kept) and
+    the rows a fit trains on, from the headers: every row when ``data.n`` is None or not
+    below them; else ``data.n`` (per class when classes are given), and the loader holds up
+    to ``HELDOUT_ROWS`` of the others out. None for other data or where unknown."""
+    if data.dataset == "images":
+        from mflow.datasets.folder import chosen_rows
+
+        index = _folder(data)
+        if index is None:
+            return None
+        try:
+            offer = len(chosen_rows(index, dataclasses.replace(data, n=None))[0])
+            return offer, len(chosen_rows(index, data)[0])
+        except ValueError:
+            return None  # a class the folder does not have: the data check names it
     shape = _file_shape(data)
-    return None if shape is None or shape[0] <= data.n else (shape[0], data.n)
+    if shape is None:
+        return None
+    return shape[0], shape[0] if data.n is None else min(shape[0], data.n)
 
 
 def data_points(data: DataSpec) -> tuple[int | None, tuple[int, ...] | None]:
     """The number of points a fit of ``data`` holds and the shape of one, from the spec (and
-    a numpy file's header); None where only reading the data would tell."""
+    a user's file's or folder's headers); None where only reading the data would tell."""
     from mflow.datasets import sample_shape
 
-    if data.dataset == "array":
-        shape = _file_shape(data)
+    if data.dataset in EVERY_ROW:
+        shape, rows = _file_shape(data), user_rows(data)
         if shape is None:
             return None, None
         sample = (1, *shape[1:]) if len(shape) == 3 else tuple(shape[1:])
-        return min(shape[0], data.n), sample
+        return None if rows is None else rows[1], sample
+    n = with_default_n(data).n
     if data.dataset == "mnist":
         per = len(data.classes) if data.classes else 1
-        return min(data.n * per, MNIST_ROWS.get(data.split, 60000)), MNIST_SHAPE
+        return min(n * per, MNIST_ROWS.get(data.split, 60000)), MNIST_SHAPE
     if data.dataset in MANIFOLD_DIMS:
         own = MANIFOLD_DIMS[data.dataset](data.latent_dim)
-        return data.n, (own if data.ambient_dim is None else max(own, data.ambient_dim),)
-    return data.n, sample_shape(data)
+        return n, (own if data.ambient_dim is None else max(own, data.ambient_dim),)
+    return n, sample_shape(data)
 
 
 def _linear_stack(widths: Sequence[int], kernel: int = 1) -> int:
@@ -206,8 +255,11 @@ def check_footprint(spec: FitSpec, memory: int | None = None) -> Footprint:
     biggest = max(fp.data_bytes, fp.rotation_bytes, fp.model_bytes)
     if biggest == fp.data_bytes:
         per = MADE_BYTES + DATASET_BYTES + DTYPE_BYTES[spec.train.dtype]
+        asked = with_default_n(data).n
+        head = (f"data.n: {asked} is too large" if asked is not None
+                else "data.n: not set, so every row is used, too many")
         raise JobError(
-            f"data.n: {data.n} is too large: {fp.points} points x {fp.dim} dimensions x {per} "
+            f"{head}: {fp.points} points x {fp.dim} dimensions x {per} "
             f"bytes (float64 as made, float32 as the dataset, {spec.train.dtype} as trained on) "
             f"need {gib(fp.data_bytes)}, {where}; lower data.n"
         )

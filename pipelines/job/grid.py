@@ -20,6 +20,7 @@ Expansion (``expand``) is a pure generator; ``plan`` lists it and refuses duplic
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mflow.config import FitSpec, check_spec
+from mflow.datasets.registry import with_default_n
 from pipelines.job.errors import JobError
 from pipelines.job.identity import fit_id
 from pipelines.job.schema import FIELD_TYPES, check_value
@@ -151,6 +153,9 @@ def expand(job: Job) -> Iterator[Fit]:
                 sections[section][key] = value
             labels[axis.name] = axis.labels[i]
         spec = FitSpec.from_dict(sections)
+        # data.n left out is spelled out where it stands for a number (generated data): the
+        # rows, the records and the tracking see the n the fit draws.
+        spec = dataclasses.replace(spec, data=with_default_n(spec.data))
         yield Fit(fit_id(spec), spec, labels)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from mflow.config import FitSpec
 from mflow.datasets import DATA_VERSIONS
+from mflow.datasets.registry import DEFAULT_POINTS, with_default_n
 from pipelines.job.errors import JobError
 
 __all__ = ["IMPLIED_DEFAULTS", "NOT_IN_FIT_ID", "data_checksum", "fit_id", "legacy_fit_id"]
@@ -63,17 +64,60 @@ def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def _folder_sha256(folder: Path) -> str:
+    """sha256 of an image folder's images: each one's path in the folder (its class folder
+    included) and the sha256 of its bytes."""
+    from mflow.datasets.folder import folder_files
+
+    try:
+        loose, classes = folder_files(folder)
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
+    digest = hashlib.sha256()
+    for path in loose + [p for files in classes.values() for p in files]:
+        stat = path.stat()
+        content = _file_sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{content}\n".encode())
+    return digest.hexdigest()
+
+
 def data_checksum(path: str | Path) -> str:
-    """sha256 of the content of a user's data file (``data.path``); ``JobError`` naming the
-    file when it cannot be read."""
+    """sha256 of the content of a user's data file or image folder (``data.path``);
+    ``JobError`` naming the file when it cannot be read."""
     path = Path(path).expanduser()
     try:
+        if path.is_dir():
+            return _folder_sha256(path)
         if not path.is_file():
             raise JobError(f"{path}: no such file (data.path)")
         stat = path.stat()
         return _file_sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
     except OSError as exc:
         raise JobError(f"{path}: cannot read ({exc.strerror}) (data.path)") from None
+
+
+def _n_for_id(spec: FitSpec) -> int | None:
+    """``data.n`` as the fit id hashes it: a generated dataset's default spelled out (its ids
+    from before ``n`` could be left out); for a user's file with every row used (``n`` None),
+    ``DEFAULT_POINTS`` when the file has no more rows than that (the fit the default of
+    before made, under its id), else None (a fit of every row, new)."""
+    from pipelines.job.footprint import user_rows
+
+    n = with_default_n(spec.data).n
+    if n is None and spec.data.dataset == "array":
+        rows = user_rows(spec.data)
+        if rows is not None and rows[0] <= DEFAULT_POINTS:
+            return DEFAULT_POINTS
+    return n
+
+
+def _config(spec: FitSpec) -> dict[str, Any]:
+    """``spec`` as the ids hash it: its fields not None, ``data.n`` as ``_n_for_id`` says."""
+    config = _without_none(spec.to_dict())
+    n = _n_for_id(spec)
+    if n is not None:
+        config["data"]["n"] = n
+    return config
 
 
 def fit_id(spec: FitSpec) -> str:
@@ -89,7 +133,8 @@ def fit_id(spec: FitSpec) -> str:
     ``train.prior_update: adam`` is the fit that leaves it out). A changed default value does
     change the ids, as it should: those fits are different fits. So does a dataset's loader
     version above 1 (``mflow.datasets.DATA_VERSIONS``): the same config then loads other
-    points. Fits stored under the ids of before
+    points. ``data.n`` left out hashes as the number it stands for (``_n_for_id``). Fits stored
+    under the ids of before
     (``legacy_fit_id``) are taken over by ``pipelines.results.store.Store.adopt_legacy``.
 
     Example:
@@ -100,7 +145,7 @@ def fit_id(spec: FitSpec) -> str:
         >>> fit_id(FitSpec()) == fit_id(FitSpec().replace(train={"log_every": 7}))
         True
     """
-    config = _without_none(spec.to_dict())
+    config = _config(spec)
     for path, default in IMPLIED_DEFAULTS.items():
         section, key = path.split(".")
         value = config[section].get(key)
@@ -124,5 +169,5 @@ def legacy_fit_id(spec: FitSpec) -> str:
         >>> legacy_fit_id(FitSpec()) == legacy_fit_id(FitSpec().replace(train={"log_every": 7}))
         False
     """
-    return _digest(spec, _without_none(spec.to_dict()))
+    return _digest(spec, _config(spec))
 

@@ -18,12 +18,14 @@ It is idempotent and cheap (pyarrow is imported when a ``.parquet`` file is read
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from mflow.datasets import register_table_reader
 from mflow.datasets.arrays import TABLE_READERS
 
-__all__ = ["parquet_columns", "register_readers"]
+__all__ = ["parquet_columns", "parquet_shape", "register_readers"]
 
 
 def parquet_columns(path: str) -> dict[str, np.ndarray]:
@@ -32,6 +34,18 @@ def parquet_columns(path: str) -> dict[str, np.ndarray]:
 
     table = pq.read_table(path)
     return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+def parquet_shape(path: str | Path) -> tuple[int, int] | None:
+    """A ``.parquet`` file's rows and columns from its footer (no column read); None when it
+    cannot be read (the loader names the problem)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+        return None
+    return meta.num_rows, meta.num_columns
 
 
 def register_readers() -> None:

@@ -85,7 +85,7 @@ CASES: dict[str, tuple[Callable, list[str], str]] = {
     "unknown dataset": (
         job, ["data.dataset=cifar10"],
         "data.dataset: unknown dataset 'cifar10'; known: affine, array, fading_square, helix, "
-        "hypercube, line, mnist, moving_glyph, scurve, sine, sphere, swiss_roll, "
+        "hypercube, images, line, mnist, moving_glyph, scurve, sine, sphere, swiss_roll, "
         "synthetic_mnist, torus, warped_subspace"),
     "missing data file": (
         lambda tmp, mp: job(tmp, data={"dataset": "array", "path": str(tmp / "gone.npy")}), [],

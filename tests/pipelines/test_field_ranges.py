@@ -64,6 +64,8 @@ def bad_values(path: str, base: Any) -> list[Any]:
     if typing.get_origin(base) is Literal:
         return ["no-such-choice"]
     if typing.get_origin(base) is tuple:
+        if _base(typing.get_args(base)[0]) is str:  # names: an empty one names nothing
+            return [("",), ("a", "")]
         return [(-1,), (0, 2**64)]
     if base is int:
         values = [-1]

@@ -66,3 +66,32 @@ def test_a_job_that_spells_out_the_defaults_plans_the_same_fits():
                "readout.settle_margin=2.0"]
     left_out = [fit.fit_id for fit in plan(parse_job(raw))]
     assert [fit.fit_id for fit in plan(parse_job(raw, spelled))] == left_out
+
+
+def test_data_n_left_out_keeps_the_ids_of_the_default_it_stands_for(tmp_path):
+    import numpy as np
+
+    for name in ("sine", "mnist", "sphere"):
+        assert fit_id(FitSpec(data=DataSpec(name))) == fit_id(FitSpec(data=DataSpec(name, n=2000)))
+    small, large = tmp_path / "small.npy", tmp_path / "large.npy"
+    np.save(small, np.zeros((1500, 2)))
+    np.save(large, np.zeros((2500, 2)))
+
+    def ids(path, n=None):
+        return fit_id(FitSpec(data=DataSpec("array", path=str(path), n=n)))
+
+    assert ids(small) == ids(small, 2000)  # every row either way: the fit stored before
+    assert ids(large) != ids(large, 2000)  # 2,500 rows now, 2,000 before: another fit
+
+
+def test_an_image_folder_enters_the_fit_id_by_its_images(tmp_path):
+    from PIL import Image
+
+    def folder(name, value):
+        for i in range(2):
+            (tmp_path / name / "a").mkdir(parents=True, exist_ok=True)
+            Image.new("L", (4, 4), value + i).save(tmp_path / name / "a" / f"{i}.png")
+        return fit_id(FitSpec(data=DataSpec("images", path=str(tmp_path / name))))
+
+    assert folder("one", 10) == folder("two", 10)  # moved: the same fit
+    assert folder("one", 10) != folder("three", 20)

@@ -106,12 +106,41 @@ def test_no_dataset_is_made_to_check_a_job(command: str, tmp_path: Path,
     assert "Traceback" not in err
 
 
-def test_validate_says_when_a_files_rows_are_drawn(tmp_path: Path, capsys):
+def test_validate_says_whether_a_files_rows_are_all_used_or_drawn(tmp_path: Path, capsys):
     points = tmp_path / "points.npy"
     np.save(points, np.random.default_rng(0).standard_normal((2500, 3)))
     assert main(["validate", str(job(tmp_path, dataset="array", path=str(points)))]) == 0
-    out = capsys.readouterr().out
-    assert (f"{points}: 2,500 rows; each fit draws 2,000 (data.n) and holds up to 200 of the "
-            "others out for the Jacobian readout") in out.replace("\n  ", " ")
-    assert main(["validate", str(job(tmp_path, dataset="array", path=str(points), n=2500))]) == 0
-    assert "rows; each fit draws" not in capsys.readouterr().out
+    out = capsys.readouterr().out.replace("\n  ", " ")
+    assert (f"{points}: uses all 2,500 rows; none are held out, so the Jacobian readout reads "
+            "training rows") in out
+    assert "(2500 points x 3 dimensions)" in out  # the footprint counts every row
+    assert main(["validate", str(job(tmp_path, dataset="array", path=str(points), n=2000))]) == 0
+    assert (f"{points}: draws 2,000 of 2,500 rows (data.n) and holds up to 200 of the others "
+            "out for the Jacobian readout") in capsys.readouterr().out.replace("\n  ", " ")
+
+
+def test_validate_reads_an_image_folder_from_its_headers(tmp_path: Path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    for label in ("0", "1"):
+        (folder / label).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(folder / label / f"{i}.png")
+    spec = DataSpec("images", path=str(folder), classes=(1,))
+    assert footprint.data_points(spec) == (5, (3, 8, 8))
+    assert footprint.user_rows(DataSpec("images", path=str(folder), n=4)) == (10, 4)
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps({
+        "name": "pictures", "data": {"dataset": "images", "path": str(folder)},
+        "grid": {"class": [0, 1]}, "model": {"kind": "conv", "conv_levels": 1},
+        "train": {"steps": 10, "batch_size": 4}}))
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out.replace("\n  ", " ")
+    assert "(5 points x 192 dimensions)" in out
+    assert f"{folder}: uses all 5 images of classes 1; none are held out" in out
+    (folder / "1" / "4.png").write_bytes(b"broken")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder / '1' / '4.png'}: not a readable PNG or JPEG image" in err
+    assert "Traceback" not in err
