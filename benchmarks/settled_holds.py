@@ -7,7 +7,9 @@ settled, the headline there (``mflow.local.headline_dimension`` of that point's 
 dimension), the headline at the end, the rank at both, and the Jacobian readout
 (``mflow.jacobian``) at the cached budget and at the end. Printed: one row per fit, the share of
 settled headlines unchanged at the end (within 1 where d >= 10), the distribution of settle
-steps, and how often each readout moved.
+steps, and how often each readout moved. Then the same curves judged by stricter variants of the
+rule (``--held-for``: the headline must also have held at the noise floor for at least that
+share of the steps trained so far), so that a rule can be compared without retraining.
 
 Run (after flow_readouts.py): python benchmarks/settled_holds.py [--steps 12000] [--workers 2]
 """
@@ -15,6 +17,7 @@ Run (after flow_readouts.py): python benchmarks/settled_holds.py [--steps 12000]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -43,7 +46,9 @@ def run_case(args: tuple[str, int, int, np.ndarray, str, int, int]) -> dict:
     trainer = Trainer(spec, data)
     path = Path(cache) / f"{name}-r{state}-s{steps}.pt"
     if path.exists():
-        trainer.load_state_dict(torch.load(path, weights_only=False))
+        done = torch.load(path, weights_only=False)
+        done["specs"] = [spec.to_json()]  # cached by an earlier version of the spec's fields
+        trainer.load_state_dict(done)
     else:
         start = torch.load(Path(cache) / f"{name}-r{state}-s{from_steps}.pt", weights_only=False)
         start["specs"] = [spec.to_json()]  # the same fit, a longer budget
@@ -62,6 +67,7 @@ def run_case(args: tuple[str, int, int, np.ndarray, str, int, int]) -> dict:
     points = torch.as_tensor(held[:200], dtype=torch.float32)
     before = np.load(Path(cache) / f"{name}-r{state}-s{from_steps}.var.npy")
     return {
+        "curve": [dataclasses.asdict(p) for p in curve],
         "case": name, "d": d, "settled_step": None if first is None else curve[first].step,
         "head_settled": None if first is None else headline(curve[first]),
         "rank_settled": None if first is None else curve[first].estimate,
@@ -80,6 +86,8 @@ def main() -> None:
     parser.add_argument("--from-steps", type=int, default=4000)
     parser.add_argument("--steps", type=int, default=12000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--held-for", type=float, nargs="*", default=[0.3, 0.5],
+                        help="stricter rule variants to judge on the same curves")
     parser.add_argument("--json")
     args = parser.parse_args()
     jobs = [(name, s, d, x, args.cache, args.from_steps, args.steps)
@@ -103,8 +111,35 @@ def main() -> None:
     for a, b in (("rank_settled", "rank_end"), ("jac_from", "jac_end")):
         moved = sum(r[a] != r[b] for r in settled if r[a] is not None)
         print(f"{a} -> {b}: moved in {moved}/{len(settled)}")
+    for share in args.held_for:
+        _compare_rule(rows, share, args.steps)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
+
+
+def _compare_rule(rows: list[dict], share: float, steps: int) -> None:
+    """The settle rule with one more condition, judged on every prefix of each stored curve:
+    the headline held at the floor for at least ``share`` of the steps trained so far."""
+    from mflow.config import DataSpec, FitSpec
+    from mflow.fit import CurvePoint
+    from mflow.outcome import fit_settling
+    from mflow.settle import estimate_at
+
+    spec = FitSpec(data=DataSpec("array", n=N_TRAIN))
+    settled, held, at = 0, 0, []
+    for r in rows:
+        curve = [CurvePoint(**p) for p in r["curve"]]
+        first = next((i for i in range(len(curve))
+                      if (j := fit_settling(spec, curve[: i + 1])).settled
+                      and j.stable_steps >= share * curve[i].step), None)
+        if first is None:
+            continue
+        settled += 1
+        at.append(curve[first].step)
+        held += abs(estimate_at(curve[first]) - estimate_at(curve[-1])) <= (1 if r["d"] >= 10
+                                                                           else 0)
+    print(f"held at the floor for >= {share:.0%} of the steps: settled {settled}/{len(rows)}; "
+          f"headline held to {steps}: {held}/{settled}; settle steps: {sorted(at)}")
 
 
 if __name__ == "__main__":
