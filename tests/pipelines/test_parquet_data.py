@@ -49,6 +49,24 @@ def test_non_numeric_parquet_columns_are_named(tmp_path):
         load(DataSpec("array", path=str(path)))
 
 
+def test_parquet_columns_are_chosen_by_data_columns(tmp_path):
+    from pipelines.job.footprint import data_points, user_rows
+
+    register_readers()
+    path = tmp_path / "table.parquet"
+    pq.write_table(pa.table({"id": ["p", "q", "r"], "a": [1.0, 2.0, 3.0], "b": [4, 5, 6]}),
+                   path)
+    spec = DataSpec("array", path=str(path), columns=("b", "a"), standardize=False)
+    np.testing.assert_array_equal(load(spec).x, [[4, 1], [5, 2], [6, 3]])
+    assert data_points(spec) == (3, (2,)) and user_rows(spec) == (3, 3)  # from the footer
+    with pytest.raises(ValueError, match=r"non-numeric columns: 'id'; data.columns may choose "
+                                         r"among \['a', 'b'\]"):
+        load(DataSpec("array", path=str(path)))
+    with pytest.raises(ValueError, match=r"table.parquet: no column 'c' \(data.columns\); it "
+                                         r"has 'id', 'a', 'b'"):
+        load(DataSpec("array", path=str(path), columns=("a", "c")))
+
+
 def test_importing_pipelines_leaves_mflow_s_readers_alone(tmp_path):
     path = _points(tmp_path / "points.parquet")
     done = _python(
