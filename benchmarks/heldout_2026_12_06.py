@@ -4,7 +4,7 @@ Kinds that neither the development job files (``jobs/accuracy*.yaml``) nor sciki
 benchmark manifolds contain: flat tori, the rotation group, a Veronese surface, graphs of random
 smooth maps, an unevenly stretched Gaussian, moving-blob images, a product of a circle and a
 sphere, and a sinusoidal embedding of a 15-cube. Each case is written as a user's ``.npy``
-array of 2,500 points (the default ``data.n`` of 2,000 train, the rest are held out) beside
+array of 2,500 points (a survey with ``data.n = 2000`` trains on 2,000, the rest are held out) beside
 ``manifest.json`` (name, true ``d``, ambient ``D``), so a survey reads them with the project's
 defaults for a user's array (``dataset: array``).
 
