@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-import time
+import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.pipelines.test_faults import wait_for
+
+
+def _checkpointed_steps(tune_dir: Path) -> list[int]:
+    """The steps of the trials' checkpoints written so far (finished fits' left out)."""
+    steps = []
+    for meta in tune_dir.glob("*/*/checkpoint_*/meta.json"):
+        try:
+            read = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue  # being written
+        if not read.get("final"):
+            steps.append(int(read["step"]))
+    return steps
 
 
 @pytest.mark.slow
@@ -21,14 +37,20 @@ def test_survey_spreads_over_nodes_and_survives_losing_one(head_cluster, quickst
         "train.steps=1500", "train.log_every=50", "resources.checkpoint_every_s=0")
     worker_ids = {w.node_id for w in workers}
     seen: set[str] = set()
-    deadline = time.time() + 240
-    while time.time() < deadline and seen != worker_ids and proc.poll() is None:
+
+    def both_nodes_train() -> bool:
         actors = list_actors(address=head_cluster.dashboard,
                              filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
-        seen |= {a.node_id for a in actors if a.node_id in worker_ids}
-        time.sleep(1)
+        seen.update(a.node_id for a in actors if a.node_id in worker_ids)
+        return seen == worker_ids or proc.poll() is not None
+
+    wait_for(both_nodes_train, 240, "trials on both worker nodes", poll_s=1)
     assert seen == worker_ids, "the survey did not use both worker nodes"
-    time.sleep(3)  # let the trials checkpoint, then lose a node mid-survey
+    # Lose a node once trials have checkpointed mid-fit: theirs restart from there.
+    tune_dir = fits_dir.parent / "tune"
+    wait_for(lambda: any(0 < s < 1500 for s in _checkpointed_steps(tune_dir))
+             or proc.poll() is not None, 240, "a checkpoint mid-fit")
+    assert proc.poll() is None, "the survey ended before a node could be lost"
     head_cluster.remove_node(workers[1])
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output[-3000:]
@@ -36,3 +58,5 @@ def test_survey_spreads_over_nodes_and_survives_losing_one(head_cluster, quickst
     assert len(fits) == 4 and fits["fit_id"].is_unique
     assert set(fits["status"]) == {"ok"}
     assert (fits["steps"] == 1500).all()
+    # The trial on the lost node was retried (Tune restarts it elsewhere), and counted.
+    assert fits["retries"].sum() >= 1, fits[["fit_id", "retries"]]
