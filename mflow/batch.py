@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mflow.checkpoint import load_checkpoint, save_checkpoint
-from mflow.config import FitSpec
+from mflow.config import FitSpec, canonical_json
 from mflow.files import atomic_write
 from mflow.fit import FitResult
 from mflow.pack import PackTrainer, pack_key
@@ -141,8 +141,8 @@ def _saver(path: Path, every_s: float) -> Callable[[PackTrainer], None]:
 
 
 def _held_states(folder: Path, log: Callable[[str], Any]) -> dict[str, Path]:
-    """``{spec JSON: checkpoint}`` of the pack states kept in ``folder`` (a file that does not
-    load is logged and left out)."""
+    """``{canonical spec JSON: checkpoint}`` of the pack states kept in ``folder`` (a file
+    that does not load is logged and left out)."""
     import torch
 
     held = {}
@@ -152,7 +152,7 @@ def _held_states(folder: Path, log: Callable[[str], Any]) -> dict[str, Path]:
         except Exception as exc:  # noqa: BLE001 - any unreadable file: no fit continues from it
             log(f"{path}: not a pack's state ({_why(exc)}); no fit continues from it")
             continue
-        held.update((spec, path) for spec in specs)
+        held.update((canonical_json(spec), path) for spec in specs)
     return held
 
 
@@ -179,8 +179,8 @@ def _resume(trainer: PackTrainer, path: Path, held: Callable[[], dict[str, Path]
             log(f"{where}: continues from {path} (step {trainer.step})")
             return trainer, None
     else:
-        others = sorted({str(held()[s.to_json()]) for s in trainer.specs
-                         if s.to_json() in held()})
+        others = sorted({str(held()[canonical_json(s)]) for s in trainer.specs
+                         if canonical_json(s) in held()})
         if not others:
             return trainer, None
         why = (f"could not continue from {', '.join(others)}: those fits were packed "

@@ -31,6 +31,7 @@ __all__ = [
     "PriorSpec",
     "ReadoutSpec",
     "TrainSpec",
+    "canonical_json",
     "check_fields",
     "check_model",
     "check_spec",
@@ -237,6 +238,30 @@ class FitSpec:
 
 _BOUNDS = ((Gt, "gt", ">", operator.gt), (Ge, "ge", ">=", operator.ge),
            (Lt, "lt", "<", operator.lt), (Le, "le", "<=", operator.le))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def canonical_json(spec: FitSpec | str) -> str:
+    """A spec (or its ``to_json``) as sorted JSON without the fields left at ``None``.
+
+    One string for one fit across versions of this schema that add an optional field
+    (``None`` by default): a checkpoint written before the field existed still names the
+    same fit (``PackTrainer.load_state_dict``), and the fit id hashes this form.
+
+    Example:
+        >>> old = '{"data": {"dataset": "sine", "root": null}, "train": {"steps": 5}}'
+        >>> canonical_json(old)
+        '{"data": {"dataset": "sine"}, "train": {"steps": 5}}'
+        >>> canonical_json(FitSpec()) == canonical_json(FitSpec().to_json())
+        True
+    """
+    text = spec.to_json() if isinstance(spec, FitSpec) else spec
+    return json.dumps(_drop_none(json.loads(text)), sort_keys=True)
 
 
 def _without_none(tp: Any) -> Any:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
-from mflow.config import FitSpec
+from mflow.config import FitSpec, canonical_json
 from mflow.datasets import Dataset, check_enough_rows, load, sample_shape
 from mflow.fit import (
     DTYPES,
@@ -438,7 +438,8 @@ class PackTrainer:
         version of this loop."""
         if "specs" not in state or "diverged_steps" not in state:
             raise ValueError("checkpoint: written by an older version of the training loop")
-        if state["specs"] != [s.to_json() for s in self.specs]:
+        # canonical: a state saved before an optional field was added is still these fits
+        if [canonical_json(s) for s in state["specs"]] != [canonical_json(s) for s in self.specs]:
             raise ValueError("checkpoint: it belongs to a different fit spec or pack of fits")
         with torch.no_grad():
             for name, value in state["params"].items():

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mflow.config import FitSpec
+from mflow.config import FitSpec, canonical_json
 from mflow.datasets import DATA_VERSIONS
 from mflow.datasets.registry import DEFAULT_POINTS, with_default_n
 from pipelines.job.errors import JobError
@@ -37,12 +37,6 @@ def _implied_defaults() -> dict[str, Any]:
 
 
 IMPLIED_DEFAULTS = _implied_defaults()
-
-
-def _without_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    return value
 
 
 def _digest(spec: FitSpec, config: dict[str, Any]) -> str:
@@ -113,7 +107,7 @@ def _n_for_id(spec: FitSpec) -> int | None:
 
 def _config(spec: FitSpec) -> dict[str, Any]:
     """``spec`` as the ids hash it: its fields not None, ``data.n`` as ``_n_for_id`` says."""
-    config = _without_none(spec.to_dict())
+    config = json.loads(canonical_json(spec))
     n = _n_for_id(spec)
     if n is not None:
         config["data"]["n"] = n

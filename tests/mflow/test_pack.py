@@ -81,6 +81,29 @@ def test_restored_pack_continues_exactly(tmp_path):
         assert torch.equal(value, second.params[name]), name
 
 
+def test_a_state_saved_before_an_optional_field_existed_still_restores():
+    """A field added later with default None (data.columns, say) is absent from older states'
+    specs: the same fits, so they continue; a field that differs is another fit."""
+    import json
+
+    specs = _seeds(2, BASE.replace(train={"steps": 40}))
+    first = PackTrainer(specs)
+    for _ in range(20):
+        first._train_step()
+    state = first.state_dict()
+    older = []
+    for text in state["specs"]:
+        spec = json.loads(text)
+        assert spec["data"].pop("columns") is None
+        older.append(json.dumps(spec, sort_keys=True))
+    second = PackTrainer(specs)
+    second.load_state_dict({**state, "specs": older})
+    assert second.step == 20
+    other = PackTrainer(_seeds(2, BASE.replace(train={"steps": 41})))
+    with pytest.raises(ValueError, match="different fit spec"):
+        other.load_state_dict(state)
+
+
 def test_callback_stops_one_fit_and_keeps_its_result():
     specs = _seeds(2)
     results = fit_pack(specs, callback=lambda k, point, t: k == 0 and point.step == 20)
