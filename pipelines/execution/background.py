@@ -21,6 +21,8 @@ class Background:
     raises it in the submitter's thread and ``close`` raises it after the thread ended.
     ``close`` waits for every call queued before it (the flush at the end of a survey, also
     when it was interrupted), so nothing submitted is lost when the driver stops normally.
+    ``abandon`` gives up on what is queued (the user pressed Ctrl-C again while waiting):
+    the call under way finishes, the others are dropped.
 
     Example:
         >>> done = []
@@ -36,6 +38,7 @@ class Background:
         self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
         self.error: BaseException | None = None
         self._closed = False
+        self.abandoned = False  # abandon() was called: queued calls are dropped
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
@@ -45,7 +48,7 @@ class Background:
             try:
                 if item is _STOP:
                     return
-                if self.error is None:
+                if self.error is None and not self.abandoned:
                     call, args, kwargs = item
                     try:
                         call(*args, **kwargs)
@@ -69,6 +72,19 @@ class Background:
     def pending(self) -> int:
         """Calls queued or running now."""
         return self._queue.unfinished_tasks
+
+    @property
+    def closed(self) -> bool:
+        """``close`` or ``abandon`` was called: nothing more can be submitted."""
+        return self._closed
+
+    def abandon(self) -> None:
+        """Drop the calls still queued and end the thread without waiting for it; the call
+        under way, if any, runs to its end. A later ``close`` returns at once."""
+        self.abandoned = True
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
 
     def close(self) -> None:
         """Run every queued call, end the thread, then raise the first error, if any."""

@@ -5,8 +5,10 @@ The driver records in one background thread (``pipelines.execution.background``)
 fits
 ended, so Tune's event loop does not wait on MLflow or the results store; the thread's queue
 is bounded, and it is flushed before the survey run ends, also when it was interrupted
-(Ctrl-C stops Tune, then the fits that had ended are recorded). A write that fails stops the
-survey as before (the error reaches Tune's loop at its next event).
+(Ctrl-C stops Tune, then the fits that had ended are recorded; a second Ctrl-C while they are
+written leaves the rest and says how many fits were not written, which a rerun runs). A write
+that fails stops the survey as before (the error reaches Tune's loop at its next event); the
+progress display cannot: its errors are logged once and the writes go on (``guarded``).
 
 Resume: a fit whose ``fits/<fit_id>.parquet`` says ``ok`` is skipped (one stored under the id it
 had before ``fit_id`` left out the data folder and the logging interval is first renamed). A
@@ -19,6 +21,7 @@ from step 0) and its note says why.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import Counter
@@ -39,7 +42,10 @@ from pipelines.results.records import curve_rows, fit_record
 from pipelines.results.store import Store
 from pipelines.results.tracking import Tracker
 
-__all__ = ["Reporter", "SurveyOutcome", "pending_fits", "run_survey", "status_counts"]
+__all__ = ["Reporter", "SurveyOutcome", "guarded", "pending_fits", "run_survey",
+           "status_counts"]
+
+logger = logging.getLogger(__name__)
 
 
 class Reporter:
@@ -59,6 +65,44 @@ class Reporter:
 
     def warn(self, message: str) -> None:
         """Something went wrong that does not stop the survey."""
+
+
+class _Guarded(Reporter):
+    """A reporter whose errors never reach the survey: the first is logged, the display goes
+    on being called, and every fit is recorded whatever the display does."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.failed = False
+
+    def _tell(self, method: str, *args: Any) -> None:
+        try:
+            getattr(self.reporter, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - a display error must not stop the writes
+            if not self.failed:
+                self.failed = True
+                logger.warning("the progress display failed (%s: %s); the results are "
+                               "still written", type(exc).__name__, exc)
+
+    def planned(self, total: int, pending: int) -> None:
+        self._tell("planned", total, pending)
+
+    def started(self, fit: Fit) -> None:
+        self._tell("started", fit)
+
+    def retrying(self, fit: Fit, error: str, attempt: int) -> None:
+        self._tell("retrying", fit, error, attempt)
+
+    def ended(self, fit: Fit, status: str, estimate: int | None, error: str | None) -> None:
+        self._tell("ended", fit, status, estimate, error)
+
+    def warn(self, message: str) -> None:
+        self._tell("warn", message)
+
+
+def guarded(reporter: Reporter | None) -> Reporter:
+    """``reporter`` (or a silent one) behind a guard that keeps its errors from the survey."""
+    return reporter if isinstance(reporter, _Guarded) else _Guarded(reporter or Reporter())
 
 
 @dataclass
@@ -99,9 +143,11 @@ class _Recorder(trials.FitEvents):
         self.fits = {fit.fit_id: fit for fit in fits}
         self.store = store
         self.tracker = tracker
-        self.reporter = reporter
+        self.reporter = guarded(reporter)
         self.outcome = outcome
         self.writer = writer
+        self.unwritten: set[str] = set()  # fits whose end was heard and row is not written
+        self.heard = 0  # fits whose end was heard
         self.started_at: dict[str, datetime] = {}  # fit id -> first start in this run
         self.notes: dict[str, str] = {}
 
@@ -127,12 +173,18 @@ class _Recorder(trials.FitEvents):
         self.reporter.warn(f"{fit_id}: {note}")
 
     def finished(self, fit_id: str, result: FitResult, retries: int) -> None:
+        self._heard(fit_id)
         self.writer.submit(self._record, self.fits[fit_id], result, None, "", retries,
                            datetime.now(UTC))
 
     def failed(self, fit_id: str, error: str, detail: str, retries: int) -> None:
+        self._heard(fit_id)
         self.writer.submit(self._record, self.fits[fit_id], None, error, detail, retries,
                            datetime.now(UTC))
+
+    def _heard(self, fit_id: str) -> None:
+        self.heard += 1
+        self.unwritten.add(fit_id)
 
     def _record(self, fit: Fit, result: FitResult | None, error: str | None, detail: str,
                 retries: int, finished_at: datetime) -> None:
@@ -155,7 +207,10 @@ class _Recorder(trials.FitEvents):
             note=self.notes.pop(fit.fit_id, None), started_at=self.started_at.get(fit.fit_id),
             finished_at=finished_at,
         )
+        if self.writer.abandoned:  # Ctrl-C while MLflow was written: the row is a rerun's
+            return
         self.store.write(record, curve_rows(self.job.name, fit.fit_id, result))
+        self.unwritten.discard(fit.fit_id)
         self.outcome.counts[record["status"]] += 1
         self.reporter.ended(fit, record["status"], record["id_estimate"], record["error"])
 
@@ -200,7 +255,7 @@ def run_survey(
         restart_unresumable: a fit whose earlier checkpoint cannot be restored as it was
             taken trains from step 0 (default: it fails, its note saying why).
     """
-    reporter = reporter or Reporter()
+    reporter = guarded(reporter)
     fits = plan(job)
     store = Store(out, job.name)
     store.prepare()  # a folder that cannot be written fails here; crashed writes are cleared
@@ -237,7 +292,7 @@ def run_survey(
         experiment = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         trials.run_trials(pending, job.resources, store.tune_dir, experiment, recorder, resume,
                           restart_unresumable)
-        writer.close()  # every fit that ended is recorded before they are counted
+        _write_ended(writer, recorder)  # every fit that ended, before they are counted
         outcome.missing = len(pending) - sum(outcome.counts.values())
         ok = [fit_id for fit_id, s in store.statuses().items() if s == "ok"]
         checkpoints.prune_checkpoints(store.fs, store.tune_path, ok)
@@ -246,7 +301,7 @@ def run_survey(
         status = "KILLED"
         raise
     finally:
-        _flush(writer)
+        _flush(writer, recorder)
         if recorder.tracker is not None:
             try:
                 recorder.tracker.end_survey(status, outcome.counts)
@@ -258,11 +313,39 @@ def run_survey(
     return outcome
 
 
-def _flush(writer: Background) -> None:
-    """Record the fits that ended before an error or interrupt stopped the survey; the error
-    that stopped it is the one raised, not the writer's."""
+def _write_ended(writer: Background, recorder: _Recorder) -> None:
+    """Wait until the fits whose end was heard are recorded. When Tune was interrupted (a
+    first Ctrl-C), say how many are being written; a Ctrl-C while waiting leaves them (the
+    record under way finishes its MLflow run but writes no row), says how many fits were not
+    written, and is raised."""
+    waiting = len(recorder.unwritten)
+    if not writer.closed and waiting and recorder.heard < len(recorder.fits):
+        fits, _, them = _fits(waiting)
+        recorder.reporter.warn(f"interrupted: writing the {fits} that ended (Ctrl-C again "
+                               f"leaves {them} to a rerun)")
     try:
         writer.close()
+    except KeyboardInterrupt:
+        writer.abandon()
+        fits, were, them = _fits(len(recorder.unwritten))
+        recorder.reporter.warn(f"{fits} {were} not written; a rerun will run {them}")
+        raise
+
+
+def _fits(count: int) -> tuple[str, str, str]:
+    """``count`` fits, and the verb and pronoun that go with it."""
+    return (f"{count} fit", "was", "it") if count == 1 else (f"{count} fits", "were", "them")
+
+
+def _flush(writer: Background, recorder: _Recorder | None = None) -> None:
+    """Record the fits that ended before an error or interrupt stopped the survey
+    (``_write_ended``, with the ``recorder``); the error that stopped it is the one raised,
+    not the writer's nor a Ctrl-C's while waiting."""
+    try:
+        if recorder is None:
+            writer.close()
+        else:
+            _write_ended(writer, recorder)
     except BaseException:  # noqa: BLE001 - the survey is stopping with its own error
         pass
 

@@ -62,3 +62,22 @@ def test_the_first_error_stops_the_writing_and_is_raised():
         writer.check()
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit(done.append, 3)
+
+
+def test_abandon_drops_what_is_queued_and_lets_the_call_under_way_finish():
+    started, gate, done = threading.Event(), threading.Event(), []
+
+    def running():
+        started.set()
+        gate.wait(30)
+        done.append("running")
+
+    writer = Background()
+    writer.submit(running)
+    writer.submit(done.append, "queued")
+    assert started.wait(30)
+    writer.abandon()
+    gate.set()
+    writer.close()  # returns at once
+    wait_for(lambda: writer.pending() == 0, 30, "the writer thread to end")
+    assert done == ["running"] and writer.closed and writer.abandoned
