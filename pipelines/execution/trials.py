@@ -13,6 +13,10 @@ With ``resources.workers > 1`` a trial trains its one fit data-parallel: it star
 run of that many workers and hands its final checkpoint to Tune
 (``pipelines.execution.parallel``).
 
+A trial that Ray's memory monitor kills fails like one whose worker died: Tune restarts it
+up to ``resources.retries`` times, then the fit fails, its error naming the memory monitor
+(``pipelines.execution.memory``).
+
 Trials reuse their Ray actors (``reuse_actors``): a new trial does not start a worker process
 and import torch again, which costs seconds per trial on a small machine. Only the driver
 writes Parquet and MLflow.
@@ -20,9 +24,12 @@ writes Parquet and MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +86,14 @@ class FitEvents:
 
 
 def _error_of(trial) -> tuple[str, str]:
-    """One line and the full text of a trial's last error.
+    """One line and the full text of a trial's last error (a kill by Ray's memory monitor
+    says so: ``pipelines.execution.memory``).
 
     Tune writes the error files in the driver's local trial folder first (they reach the
     storage folder later), so they are read from there.
     """
+    from pipelines.execution import memory
+
     detail = ""
     if trial.error_file and os.path.isfile(trial.error_file):
         detail = Path(trial.error_file).read_text(errors="replace")
@@ -95,12 +105,13 @@ def _error_of(trial) -> tuple[str, str]:
             with open(trial.pickled_error_file, "rb") as f:
                 exc = cloudpickle.load(f)
             cause = getattr(exc, "cause", None) or exc
-            line = f"{type(cause).__name__}: {cause}".strip().splitlines()[0]
+            line = memory.describe(cause) or (
+                f"{type(cause).__name__}: {cause}".strip().splitlines()[0])
         except Exception:  # noqa: BLE001 - fall back to the text of the error file
             line = ""
     if not line:
         lines = [x for x in detail.strip().splitlines() if x.strip()]
-        line = lines[-1] if lines else "the trial failed"
+        line = memory.describe(detail) or (lines[-1] if lines else "the trial failed")
     return line[:2000], detail
 
 
@@ -178,10 +189,24 @@ def _make_callback(events: FitEvents):
 
         def on_trial_error(self, iteration, trials, trial, **info):
             line, detail = _error_of(trial)
+            restarts = max(0, trial.num_failures - 1)  # the last failure was not restarted
             for fit_id in _fit_ids(trial):
-                self._call(self.events.failed, fit_id, line, detail, trial.num_failures)
+                self._call(self.events.failed, fit_id, line, detail, restarts)
 
     return _Forward(events)
+
+
+@contextlib.contextmanager
+def _sigint_restored() -> Iterator[None]:
+    """Put back the SIGINT handler Tune replaces: Tune restores it only on a first Ctrl-C, so
+    a Ctrl-C after Tune ended (while the driver writes the last fits) would be swallowed."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def _trial_id(trial) -> str:
@@ -275,6 +300,8 @@ def run_trials(
     """
     from ray import tune
 
+    from pipelines.execution import memory
+
     for key, value in _TUNE_ENV.items():
         os.environ.setdefault(key, value)
     for name in _QUIET_LOGGERS:
@@ -334,6 +361,7 @@ def run_trials(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
-    tuner.fit()
+    with memory.memory_kills_fail_trials(), _sigint_restored():
+        tuner.fit()
     if forward.errors:
         raise forward.errors[0]
