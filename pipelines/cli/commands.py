@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
     job = load_job(args.job, args.overrides)
     fits = plan(job)
-    check_data(fits)
+    check_data(fits, local=args.address is None)
     out = args.out or default_out()
     tracking = args.tracking_uri or default_tracking()
     store = Store(out, job.name)

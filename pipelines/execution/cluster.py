@@ -9,7 +9,8 @@ import socket
 
 from pipelines.job import Resources, masked
 
-__all__ = ["GPU_MEMORY_FALLBACK", "concurrency", "gpu_memory", "init_ray", "slots_now"]
+__all__ = ["GPU_MEMORY_FALLBACK", "concurrency", "gpu_memory", "init_ray", "largest_node_memory",
+           "slots_now"]
 
 GPU_MEMORY_FALLBACK = 16 * 2**30  # bytes assumed for a GPU that could not be asked in time
 
@@ -41,6 +42,16 @@ def init_ray(address: str | None = None) -> bool:
     else:
         ray.init(num_cpus=_machine_cpus(), **options)
     return True
+
+
+def largest_node_memory() -> int | None:
+    """Bytes of memory of the cluster's largest live node as Ray counts it (the memory its
+    tasks may use plus its object store); ``None`` when Ray reports no node."""
+    import ray
+
+    sizes = [int(node["Resources"].get("memory", 0) + node["Resources"].get(
+        "object_store_memory", 0)) for node in ray.nodes() if node.get("Alive")]
+    return max(sizes) if sizes and max(sizes) > 0 else None
 
 
 def _machine_cpus() -> int:

@@ -38,6 +38,7 @@ from pipelines.analysis.stored import update_summary
 from pipelines.execution import checkpoints, cluster, trials
 from pipelines.execution.background import Background
 from pipelines.job import Fit, Job, JobError, masked, plan
+from pipelines.job.footprint import check_footprint
 from pipelines.results.records import curve_rows, fit_record
 from pipelines.results.store import Store
 from pipelines.results.tracking import Tracker
@@ -275,6 +276,8 @@ def run_survey(
         started_ray = cluster.init_ray(address)
         try:
             _check_gpus(job, local=started_ray and address is None, reporter=reporter)
+            if address is not None:
+                _check_node_memory(pending, reporter)
         except BaseException:
             _shutdown(started_ray)
             raise
@@ -369,6 +372,20 @@ def _check_gpus(job: Job, local: bool, reporter: Reporter) -> None:
             "use --set resources.gpu=0"
         )
     reporter.warn("the cluster has no GPU now: the fits wait until one joins")
+
+
+def _check_node_memory(fits: Sequence[Fit], reporter: Reporter) -> None:
+    """On a joined cluster, warn about fits too large for every node there now (``survey run``
+    checked them against this machine's memory only when it runs them itself). A warning,
+    not a refusal: an autoscaling cluster may start larger nodes."""
+    memory = cluster.largest_node_memory()
+    if memory is None:
+        return
+    for fit in fits:
+        try:
+            check_footprint(fit.spec, memory, machine="the cluster's largest node now")
+        except JobError as exc:
+            reporter.warn(f"{fit.fit_id}: {exc}; it fails unless a larger node joins")
 
 
 # -- reading a survey back -------------------------------------------------------------------

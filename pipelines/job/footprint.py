@@ -243,14 +243,16 @@ def _model_fields(model: ModelSpec) -> str:
     return f"model.couplings {model.couplings}, hidden {model.hidden}, depth {model.depth}"
 
 
-def check_footprint(spec: FitSpec, memory: int | None = None) -> Footprint:
+def check_footprint(spec: FitSpec, memory: int | None = None,
+                    machine: str = "this machine") -> Footprint:
     """``spec``'s footprint; a ``JobError`` naming the field and the numbers when a fit of it
-    cannot fit in ``memory`` bytes (default: this machine's)."""
+    cannot fit in ``memory`` bytes (default: this machine's), the message saying whose
+    memory that is (``machine``)."""
     fp = footprint(spec)
     memory = machine_memory() if memory is None else memory
     if fp.total_bytes <= memory:
         return fp
-    where = f"more than this machine's {gib(memory)} of memory"
+    where = f"more than {machine}'s {gib(memory)} of memory"
     data = spec.data
     biggest = max(fp.data_bytes, fp.rotation_bytes, fp.model_bytes)
     if biggest == fp.data_bytes:

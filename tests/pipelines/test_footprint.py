@@ -144,3 +144,42 @@ def test_validate_reads_an_image_folder_from_its_headers(tmp_path: Path, capsys)
     err = capsys.readouterr().err
     assert f"{folder / '1' / '4.png'}: not a readable PNG or JPEG image" in err
     assert "Traceback" not in err
+
+
+def test_a_cluster_run_checks_memory_on_the_cluster_not_here(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """``survey run --address``: this machine's memory does not decide (the fits run on the
+    cluster's nodes); the files are still checked here."""
+    from pipelines.job import load_job, plan
+    from pipelines.job.datafiles import check_data
+    from pipelines.job.errors import JobError
+
+    monkeypatch.setattr(footprint, "machine_memory", lambda: 8 * 2**30)
+    fits = plan(load_job(job(tmp_path, n=1_000_000_000)))
+    with pytest.raises(JobError, match="more than this machine's 8 GiB"):
+        check_data(fits)
+    check_data(fits, local=False)  # no refusal for memory here
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.full((300, 2), np.nan))
+    with pytest.raises(JobError, match="bad.npy"):
+        check_data(plan(load_job(job(tmp_path, dataset="array", path=str(bad)))), local=False)
+
+
+def test_fits_larger_than_every_node_of_a_joined_cluster_are_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_local):
+    """On a joined cluster a fit larger than its largest node now is warned about by id (an
+    autoscaling cluster may still start a larger node), a fit that fits is not."""
+    from pipelines.execution import survey
+    from pipelines.job import load_job, plan
+
+    largest = cluster.largest_node_memory()
+    assert largest is not None and 0 < largest <= footprint.machine_memory() * 2
+    small = plan(load_job(job(tmp_path, n=2000)))
+    huge = plan(load_job(job(tmp_path, n=int(largest // 16) + 1)))
+    warned: list[str] = []
+    reporter = survey.Reporter()
+    monkeypatch.setattr(reporter, "warn", warned.append)
+    survey._check_node_memory(small + huge, reporter)
+    assert [w.split(":")[0] for w in warned] == [fit.fit_id for fit in huge]
+    assert "more than the cluster's largest node now's" in warned[0]
+    assert warned[0].endswith("it fails unless a larger node joins")
