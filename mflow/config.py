@@ -184,9 +184,9 @@ class ReadoutSpec:
     # The threshold rule counts the eigenvalues above threshold * floor, where
     # floor = prior.sigma2 + train.noise_floor**2 (see mflow.readout).
     threshold: Annotated[float, Gt(0.0)] = 20.0
-    # When a fit counts as settled (mflow.settle); None: the defaults there (5, 1.5, 2.0).
+    # When a fit counts as settled (mflow.settle); None: the defaults there (5, 1.25, 2.0).
     # Logged points judged (the last this-many + 1)
-    settle_window: Annotated[int, Ge(1)] | None = None
+    settle_window: Annotated[int, Ge(1), Le(MAX_STEPS)] | None = None
     # Max factor the eigenvalues either side of the cut move
     settle_drift: Annotated[float, Ge(1.0)] | None = None
     # Min factor between those eigenvalues and the cut

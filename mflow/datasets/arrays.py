@@ -104,7 +104,7 @@ def csv_shape(path: str | os.PathLike, columns: Sequence[str] | None = None) -> 
     Example:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
-        >>> _ = p.write_text("a,b,c\n1,2,3\n4,5,6\n")
+        >>> _ = p.write_text("a,b,c\\n1,2,3\\n4,5,6\\n")
         >>> csv_shape(p), csv_shape(p, ["c"])
         ((2, 3), (2, 1))
     """
