@@ -23,6 +23,7 @@ from pipelines.cli.common import (
     print_not_ok,
     print_untracked,
 )
+from pipelines.cli.parser import run_choices
 from pipelines.cli.progress import ProgressReporter
 from pipelines.job import JobError, check_data, load_job, masked, plan
 from pipelines.results import default_out, is_job_file
@@ -187,6 +188,7 @@ def submit(args: argparse.Namespace, console: Console) -> int:
     from pipelines.execution.submit import submit
 
     load_job(args.job, args.overrides)  # refuse a bad job here, not on the cluster
-    submission = submit(args.job, args.address, args.out, args.tracking_uri, args.overrides)
+    submission = submit(args.job, args.address, args.out, args.tracking_uri, args.overrides,
+                        run_flags=run_choices(args))
     console.print(submission.instructions())
     return 0

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["parser"]
+__all__ = ["parser", "run_choices", "with_run_choices"]
+
+
+def with_run_choices(p: argparse.ArgumentParser) -> None:
+    """The choices of ``survey run`` about fits an earlier run left (``run`` and ``submit``,
+    which passes them on to the run on the cluster: ``run_choices``)."""
+    p.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
+                   help="skip fits stored as failed or diverged (default: run them again)")
+    p.add_argument("--restart-unresumable", action="store_true",
+                   help="train from step 0 a fit whose earlier checkpoint cannot be restored "
+                   "as it was taken (default: such a fit fails, its note saying why)")
+
+
+def run_choices(args: argparse.Namespace) -> list[str]:
+    """The ``survey run`` flags that give ``args``' choices (what ``with_run_choices`` read)."""
+    flags = [] if args.retry_failed else ["--no-retry-failed"]
+    return flags + (["--restart-unresumable"] if args.restart_unresumable else [])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,11 +48,7 @@ def parser() -> argparse.ArgumentParser:
     with_store(run)
     run.add_argument("--address", default=None, help="join this Ray cluster (default: start "
                      "a local Ray)")
-    run.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
-                     help="skip fits stored as failed or diverged (default: run them again)")
-    run.add_argument("--restart-unresumable", action="store_true",
-                     help="train from step 0 a fit whose earlier checkpoint cannot be restored "
-                     "as it was taken (default: such a fit fails, its note saying why)")
+    with_run_choices(run)
     with_set(run)
 
     validate = commands.add_parser("validate", help="check a job file and count its fits")
@@ -59,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
                      "s3://...")
     sub.add_argument("--tracking-uri", required=True, help="the cluster's MLflow server, e.g. "
                      "http://127.0.0.1:5000 on the head")
+    with_run_choices(sub)
     with_set(sub)
 
     sync = commands.add_parser(

@@ -65,8 +65,10 @@ def submit(
     tracking_uri: str,
     overrides: Sequence[str] = (),
     root: Path = ROOT,
+    run_flags: Sequence[str] = (),
 ) -> Submission:
-    """Submit ``survey run JOB`` (with ``out``, ``tracking_uri`` and ``--set`` overrides).
+    """Submit ``survey run JOB`` (with ``out``, ``tracking_uri``, ``--set`` overrides and
+    ``run_flags``, e.g. ``--restart-unresumable``).
 
     The job file must lie inside the project (it travels with the working directory).
     """
@@ -77,7 +79,7 @@ def submit(
     except ValueError:
         raise JobError(f"{job}: a submitted job file must lie inside {root}") from None
     args = ["python", "-m", "pipelines.cli", "run", str(relative), "--out", out,
-            "--tracking-uri", tracking_uri, "--address", "auto"]
+            "--tracking-uri", tracking_uri, "--address", "auto", *run_flags]
     for item in overrides:
         args += ["--set", item]
     entrypoint = shlex.join(args)

@@ -115,3 +115,36 @@ def test_cli_submit_refuses_an_unreachable_cluster_in_one_line(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: --address http://127.0.0.1:1:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "passed"),
+    [([], []), (["--no-retry-failed", "--restart-unresumable"],
+                ["--no-retry-failed", "--restart-unresumable"])],
+)
+def test_submit_passes_the_run_choices_on(flags, passed, monkeypatch):
+    """``survey submit``'s --no-retry-failed and --restart-unresumable reach the ``survey run``
+    on the cluster (its entrypoint), as the user asked them of submit."""
+    from ray import job_submission
+
+    from pipelines.cli import parser as cli_parser
+
+    sent: list[str] = []
+
+    class Recording:  # the Jobs API client, as far as submit uses it: what it was sent
+        def __init__(self, address):
+            self.address = address
+
+        def submit_job(self, entrypoint, runtime_env):
+            sent.append(entrypoint)
+            return "raysubmit_1"
+
+    monkeypatch.setattr(job_submission, "JobSubmissionClient", Recording)
+    args = cli_parser.parser().parse_args(
+        ["submit", "jobs/quickstart.yaml", "--address", "http://127.0.0.1:8265", "--out",
+         "/shared/r", "--tracking-uri", "http://127.0.0.1:5000", *flags])
+    submit(args.job, args.address, args.out, args.tracking_uri,
+           run_flags=cli_parser.run_choices(args))
+    words = sent[0].split()
+    assert words[:4] == ["python", "-m", "pipelines.cli", "run"]
+    assert [w for w in words if w in ("--no-retry-failed", "--restart-unresumable")] == passed
