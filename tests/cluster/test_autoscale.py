@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.pipelines.test_faults import wait_for
+from tests.support import wait_for
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.pipelines.test_faults import wait_for
+from tests.support import wait_for
 
 
 def _checkpointed_steps(tune_dir: Path) -> list[int]:

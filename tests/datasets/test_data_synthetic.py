@@ -13,7 +13,7 @@ import torch
 
 from mflow.config import DataSpec
 from mflow.datasets import load, mnist, synthetic
-from tests.pipelines.test_faults import wait_for
+from tests.support import wait_for
 
 STEPS = 3  # VAE steps: enough to exercise training, cheap enough for every test run
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pipelines.execution.background import Background
-from tests.pipelines.test_faults import wait_for
+from tests.support import wait_for
 
 
 def test_calls_run_in_order_in_another_thread_and_close_waits_for_them():

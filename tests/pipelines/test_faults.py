@@ -33,6 +33,7 @@ from pipelines.execution import checkpoints, cluster
 from pipelines.execution.survey import Reporter, run_survey
 from pipelines.job import parse_job, plan
 from pipelines.results.store import Store
+from tests.support import descendants, kill_session, wait_for, write_job
 
 BIN = Path(sys.executable).parent
 
@@ -45,12 +46,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     monkeypatch.chdir(tmp_path)
-
-
-def write_job(folder: Path, raw: dict) -> Path:
-    path = folder / f"{raw['name']}.yaml"
-    path.write_text(json.dumps(raw))  # JSON is YAML
-    return path
 
 
 def active_runs(uri: str, survey: str) -> list:
@@ -71,52 +66,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _processes() -> dict[int, tuple[int, int, str]]:
-    """``{pid: (parent pid, session id, command line)}`` of the processes visible in /proc."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        out[int(entry)] = (int(fields[1]), int(fields[3]), cmdline)
-    return out
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """The processes below ``pid`` (children, grandchildren, ...) and their command lines."""
-    table = _processes()
-    found, frontier = {}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        for child, (ppid, _, cmd) in table.items():
-            if ppid == parent and child not in found:
-                found[child] = cmd
-                frontier.append(child)
-    return found
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILL what is left of a session this test started (Ray's agents outlive a killed
-    driver for a while)."""
-    for pid, (_, session, _) in _processes().items():
-        if session == sid and pid != os.getpid():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 # -- 1. the driver killed mid-survey ---------------------------------------------------------

@@ -23,7 +23,7 @@ import pytest
 
 from pipelines.execution.memory import MEMORY_KILL
 from pipelines.execution.trials import _error_of
-from tests.pipelines.test_faults import kill_session, write_job
+from tests.support import kill_session, write_job
 
 GIB = 2**30
 FILE_BYTES = GIB  # as float64 in the trial: 8 GiB, and its NaN check 1 GiB more

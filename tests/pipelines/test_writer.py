@@ -20,7 +20,7 @@ import pytest
 
 from pipelines.execution.survey import Reporter, run_survey
 from pipelines.job import parse_job, plan
-from tests.pipelines.test_faults import kill_session, wait_for, write_job
+from tests.support import kill_session, wait_for, write_job
 
 
 class _Broken(Reporter):
