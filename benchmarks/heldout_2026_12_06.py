@@ -4,9 +4,9 @@ Kinds that neither the development job files (``jobs/accuracy*.yaml``) nor sciki
 benchmark manifolds contain: flat tori, the rotation group, a Veronese surface, graphs of random
 smooth maps, an unevenly stretched Gaussian, moving-blob images, a product of a circle and a
 sphere, and a sinusoidal embedding of a 15-cube. Each case is written as a user's ``.npy``
-array of 2,500 points (a survey with ``data.n = 2000`` trains on 2,000, the rest are held out) beside
-``manifest.json`` (name, true ``d``, ambient ``D``), so a survey reads them with the project's
-defaults for a user's array (``dataset: array``).
+array of 2,500 points beside ``manifest.json`` (name, true ``d``, ambient ``D``), so a survey
+reads them with the project's defaults for a user's array (``dataset: array``) and
+``data.n = 2000``: it trains on 2,000 rows and the other 500 are held out.
 
 Read once, at the end of the readout work; never tune on what it gives.
 
