@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mflow.checkpoint import load_checkpoint, save_checkpoint
+from mflow.checkpoint import RESTART_FLAG, error_line, load_checkpoint, save_checkpoint
 from mflow.config import FitSpec, canonical_json
 from mflow.files import atomic_write
 from mflow.fit import FitResult
@@ -32,7 +32,6 @@ from mflow.pack import PackTrainer, pack_key
 __all__ = ["CHECKPOINT_EVERY_S", "chunks", "main", "merge_plans", "read_results", "run_plan"]
 
 RESULTS_FILE = "results.jsonl.gz"
-RESTART_FLAG = "--restart-unresumable"  # train a pack whose state cannot be restored afresh
 ARTIFACTS_FILE = "artifacts.npz"
 CHECKPOINTS_DIR = "checkpoints"  # under OUT, unless --checkpoints names a folder
 CHECKPOINT_EVERY_S = 30.0  # as resources.checkpoint_every_s of a survey run
@@ -150,14 +149,10 @@ def _held_states(folder: Path, log: Callable[[str], Any]) -> dict[str, Path]:
         try:
             specs = torch.load(path, map_location="cpu", weights_only=True)["specs"]
         except Exception as exc:  # noqa: BLE001 - any unreadable file: no fit continues from it
-            log(f"{path}: not a pack's state ({_why(exc)}); no fit continues from it")
+            log(f"{path}: not a pack's state ({error_line(exc)}); no fit continues from it")
             continue
         held.update((canonical_json(spec), path) for spec in specs)
     return held
-
-
-def _why(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 def _resume(trainer: PackTrainer, path: Path, held: Callable[[], dict[str, Path]],
@@ -174,7 +169,7 @@ def _resume(trainer: PackTrainer, path: Path, held: Callable[[], dict[str, Path]
         try:
             load_checkpoint(trainer, path)
         except Exception as exc:  # noqa: BLE001 - whatever fails, the state was not restored
-            why = f"could not continue from {path} ({_why(exc)})"
+            why = f"could not continue from {path} ({error_line(exc)})"
         else:
             log(f"{where}: continues from {path} (step {trainer.step})")
             return trainer, None

@@ -18,7 +18,22 @@ import torch
 
 from mflow.files import atomic_write
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["RESTART_FLAG", "error_line", "load_checkpoint", "save_checkpoint"]
+
+#: The flag (of ``survey run`` and ``python -m mflow.batch``) that lets a fit whose earlier
+#: checkpoint cannot be restored as it was taken train from step 0; without it, it is not
+#: trained.
+RESTART_FLAG = "--restart-unresumable"
+
+
+def error_line(exc: BaseException, limit: int = 300) -> str:
+    """``exc`` as one line of at most ``limit`` characters, for a note or a log.
+
+    Example:
+        >>> error_line(ValueError("bad\\n  state"))
+        'ValueError: bad state'
+    """
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:limit]
 
 
 class _Stateful(Protocol):

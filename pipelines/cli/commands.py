@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mflow.checkpoint import error_line
 from pipelines.cli.common import (
     EXIT_FAILED_FITS,
     EXIT_INTERRUPTED,
@@ -132,7 +133,7 @@ def sync_mlflow(args: argparse.Namespace, console: Console) -> int:
     try:
         done = backfill(store, tracking)
     except Exception as exc:  # noqa: BLE001 - MLflow's errors, told in one line
-        line = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        line = error_line(exc, 500)
         print(masked(f"error: MLflow at {tracking}: {line}; nothing more recorded, run it "
                      "again when MLflow is back"), file=sys.stderr)
         return EXIT_FAILED_FITS

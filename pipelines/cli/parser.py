@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mflow.checkpoint import RESTART_FLAG
+
 __all__ = ["parser", "run_choices", "with_run_choices"]
 
 
@@ -12,7 +14,7 @@ def with_run_choices(p: argparse.ArgumentParser) -> None:
     which passes them on to the run on the cluster: ``run_choices``)."""
     p.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
                    help="skip fits stored as failed or diverged (default: run them again)")
-    p.add_argument("--restart-unresumable", action="store_true",
+    p.add_argument(RESTART_FLAG, dest="restart_unresumable", action="store_true",
                    help="train from step 0 a fit whose earlier checkpoint cannot be restored "
                    "as it was taken (default: such a fit fails, its note saying why)")
 
@@ -20,7 +22,7 @@ def with_run_choices(p: argparse.ArgumentParser) -> None:
 def run_choices(args: argparse.Namespace) -> list[str]:
     """The ``survey run`` flags that give ``args``' choices (what ``with_run_choices`` read)."""
     flags = [] if args.retry_failed else ["--no-retry-failed"]
-    return flags + (["--restart-unresumable"] if args.restart_unresumable else [])
+    return flags + ([RESTART_FLAG] if args.restart_unresumable else [])
 
 
 def parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow.fs as pafs
 
+from mflow.checkpoint import RESTART_FLAG, error_line
 from mflow.fit import FitResult
 from pipelines.results.store import Store
 
@@ -54,9 +55,6 @@ META_FILE = "meta.json"  # {"fit_ids": [...], "step": ..., "final": ..., "note":
 RESULT_FILE = "result.json"  # {fit_id: FitResult}, in the last checkpoint only
 ARTIFACTS_FILE = "artifacts.npz"  # {"<fit_id>/<name>": array}, in the last checkpoint only
 PACK_PREFIX = "pack-"  # trial folders of packs (see pipelines.execution.packing.pack_id)
-#: The ``survey run`` flag that lets a fit whose earlier checkpoint cannot be restored as it
-#: was taken train from step 0 (without it, such a fit is not trained).
-RESTART_FLAG = "--restart-unresumable"
 
 
 def result_to_dict(result: FitResult) -> dict[str, Any]:
@@ -136,7 +134,7 @@ def resume(trainer, job: Mapping[str, Any], fresh: Callable[[], Any], open_check
         try:
             restore(trainer, open_checkpoint(job["resume"]))
         except Exception as exc:  # noqa: BLE001 - whatever fails, the state was not restored
-            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            detail = error_line(exc)
             why = (f"could not continue from the checkpoint an earlier run left at "
                    f"{job['resume']} ({detail})")
     if why is None:
