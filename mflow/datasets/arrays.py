@@ -20,7 +20,9 @@ from mflow.config import DataSpec
 from mflow.datasets.registry import Dataset, register
 
 __all__ = [
+    "ARRAY_VERSION",
     "HELDOUT_ROWS",
+    "HELDOUT_SHARE",
     "MIN_ROWS",
     "STANDARDIZE_VERSION",
     "TABLE_READERS",
@@ -29,13 +31,16 @@ __all__ = [
     "check_enough_rows",
     "csv_shape",
     "drawn",
+    "drawn_counts",
+    "held_back",
     "principal_scale",
     "read_array",
     "register_table_reader",
     "standardize",
 ]
 
-HELDOUT_ROWS = 200  # most rows beyond data.n kept aside for per-point readouts
+HELDOUT_ROWS = 200  # most rows kept aside for per-point readouts (mflow.jacobian)
+HELDOUT_SHARE = 10  # with data.n unset, one row in this many is held out (at most HELDOUT_ROWS)
 MIN_ROWS = 2  # fewest rows a file may have; check_enough_rows compares with the batch size
 TableReader = Callable[[Path], Mapping[str, np.ndarray]]  # path -> {column name: 1-D values}
 TABLE_READERS: dict[str, TableReader] = {}
@@ -282,6 +287,9 @@ def _checked(path: Path, x: np.ndarray) -> np.ndarray:
 # The loader version (mflow.datasets.registry) of the datasets that standardize: 2 since the
 # scale is the principal std rather than the overall std.
 STANDARDIZE_VERSION = 2
+# The ``array`` loader's version: 3 since a fit with ``data.n`` unset holds a slice out
+# (``held_back``) rather than training on every row.
+ARRAY_VERSION = 3
 
 
 def standardize(x: np.ndarray, what: str) -> np.ndarray:
@@ -339,30 +347,65 @@ def check_enough_rows(dataset: Dataset, batch_size: int) -> None:
         )
 
 
-def drawn(n_rows: int, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of a user's ``n_rows`` that a fit trains on and those it holds out: every row
-    and none when ``n`` is None or not below ``n_rows``; else ``n`` drawn with ``seed`` (in
-    file order) and up to ``HELDOUT_ROWS`` of the others.
+def held_back(n_rows: int) -> int:
+    """How many of a user's ``n_rows`` a fit holds out when ``data.n`` is unset: one in
+    ``HELDOUT_SHARE``, at most ``HELDOUT_ROWS``, so that per-point readouts read points the
+    fit did not train on (none of a file of fewer than ``HELDOUT_SHARE`` rows).
 
     Example:
-        >>> [r.tolist() for r in drawn(4, None, 0)], [len(r) for r in drawn(500, 100, 0)]
-        ([[0, 1, 2, 3], []], [100, 200])
+        >>> held_back(9), held_back(500), held_back(50_000)
+        (0, 50, 200)
     """
-    if n is None or n_rows <= n:
+    return min(HELDOUT_ROWS, n_rows // HELDOUT_SHARE)
+
+
+def drawn_counts(n_rows: int, n: int | None) -> tuple[int, int]:
+    """How many of a user's ``n_rows`` a fit trains on and how many it holds out (``drawn``),
+    without drawing them (a footprint check asks before any row is read).
+
+    Example:
+        >>> drawn_counts(2500, None), drawn_counts(2500, 2000), drawn_counts(2500, 2500)
+        ((2300, 200), (2000, 200), (2500, 0))
+    """
+    if n is None:
+        return n_rows - held_back(n_rows), held_back(n_rows)
+    if n_rows <= n:
+        return n_rows, 0
+    return n, min(HELDOUT_ROWS, n_rows - n)
+
+
+def drawn(n_rows: int, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a user's ``n_rows`` that a fit trains on and those it holds out, each in
+    file order. With ``n`` None, ``held_back(n_rows)`` rows drawn with ``seed`` are held out
+    and the fit trains on all the others; with ``n`` below ``n_rows``, it trains on ``n`` rows
+    drawn with ``seed`` and holds up to ``HELDOUT_ROWS`` of the others out; with ``n`` at
+    least ``n_rows``, it trains on every row (as ``FlowDimension.fit`` does).
+
+    Example:
+        >>> [len(r) for r in drawn(500, None, 0)], [len(r) for r in drawn(500, 100, 0)]
+        ([450, 50], [100, 200])
+        >>> [r.tolist() for r in drawn(4, 4, 0)]
+        [[0, 1, 2, 3], []]
+    """
+    train, held = drawn_counts(n_rows, n)
+    if held == 0 and train == n_rows:
         return np.arange(n_rows), np.arange(0)
     order = np.random.default_rng(seed).permutation(n_rows)
-    return np.sort(order[:n]), np.sort(order[n : n + HELDOUT_ROWS])
+    if n is None:
+        return np.sort(order[held:]), np.sort(order[:held])
+    return np.sort(order[:train]), np.sort(order[train : train + held])
 
 
-@register("array", version=STANDARDIZE_VERSION, every_row=True)
+@register("array", version=ARRAY_VERSION, every_row=True)
 def array(spec: DataSpec) -> Dataset:
     """The file ``spec.path`` (array ``spec.key`` of an ``.npz``, columns ``spec.columns`` of a
     table), read by ``read_array``.
 
-    Every row, unless ``spec.n`` is given and below the file's rows: then ``n`` rows are drawn
-    with ``spec.seed`` (kept in file order; ``factors['row']`` holds their rows), and up to
-    ``HELDOUT_ROWS`` of the others are held out (``Dataset.heldout``, scaled alike; see
-    ``drawn``). ``spec.standardize`` (default True) subtracts the mean point and
+    Every row but a held-out slice (one in ``HELDOUT_SHARE``, at most ``HELDOUT_ROWS``),
+    unless ``spec.n`` is given and below the file's rows: then ``n`` rows are drawn with
+    ``spec.seed`` and up to ``HELDOUT_ROWS`` of the others are held out. Rows are kept in file
+    order (``factors['row']`` holds them); the held-out ones are ``Dataset.heldout``, scaled
+    alike (see ``drawn``). ``spec.standardize`` (default True) subtracts the mean point and
     divides by the standard deviation along the first principal axis (one number, so the shape
     of the data, and its dimension, are kept; see ``standardize``): the default noise schedule
     and readout floor are in units of a data scale of about 1. Set it False for data already on

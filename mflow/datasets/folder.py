@@ -213,9 +213,9 @@ def read_image(path: Path, channels: int) -> np.ndarray:
 def chosen_rows(index: FolderIndex, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     """The images of ``index`` a fit of ``spec`` trains on and those it holds out (rows of
     ``index.files``): of the classes ``spec.classes`` (all when None), every image when
-    ``spec.n`` is None, else ``n`` in all, or per class when classes are given, drawn with
-    ``spec.seed`` as MNIST's are (``subset_indices``); up to ``HELDOUT_ROWS`` of the others
-    held out (``drawn``)."""
+    ``spec.n`` is None but a held-out slice (``held_back``), else ``n`` in all, or per class
+    when classes are given, drawn with ``spec.seed`` as MNIST's are (``subset_indices``), and
+    up to ``HELDOUT_ROWS`` of the others held out (``drawn``)."""
     if spec.classes is not None and index.labels is None:
         raise ValueError(
             f"data.classes: {spec.path} has no class sub-folders, so classes "
@@ -229,13 +229,15 @@ def chosen_rows(index: FolderIndex, spec: DataSpec) -> tuple[np.ndarray, np.ndar
         folders = ", ".join(f"{label}: {name}" for label, name in sorted(index.classes.items()))
         raise ValueError(f"{exc}; the class folders of {spec.path} are {folders}") from None
     if spec.n is None:
-        return pool, np.arange(0)
+        train, held = drawn(len(pool), None, spec.seed)
+        return pool[train], pool[held]
     rows = subset_indices(index.labels, spec.classes, spec.n, spec.seed)
     others = np.random.default_rng(spec.seed).permutation(np.setdiff1d(pool, rows))
     return rows, np.sort(others[:HELDOUT_ROWS])
 
 
-@register("images", every_row=True)
+# version 2: with data.n unset a held-out slice is kept aside (``held_back``)
+@register("images", version=2, every_row=True)
 def images(spec: DataSpec) -> Dataset:
     """The images of the folder ``spec.path`` as ``(n, C, H, W)`` floats in ``[0, 1]`` (C = 1
     when every image is grey, else 3), labels from the class sub-folders in ``Dataset.labels``

@@ -90,7 +90,8 @@ def print_footprint(fits: Sequence[Fit], console: Console) -> None:
 
 
 def print_drawn_rows(fits: Sequence[Fit], console: Console) -> None:
-    """Say, for each user's file or folder, whether a fit uses all its rows or draws some."""
+    """Say, for each user's file or folder, how many rows a fit trains on and how many it
+    holds out for the per-point readout (``mflow.datasets.arrays.drawn``)."""
     from mflow.datasets.arrays import HELDOUT_ROWS
     from pipelines.job.footprint import user_rows
 
@@ -104,13 +105,11 @@ def print_drawn_rows(fits: Sequence[Fit], console: Console) -> None:
         what = "images" if data.dataset == "images" else "rows"
         of = f"{offer:,} {what}" + ("" if data.classes is None else
                                     f" of classes {', '.join(map(str, data.classes))}")
-        if used == offer:
-            line = (f"  {data.path}: uses all {of}; none are held out, so the Jacobian readout "
-                    "reads training rows")
-        else:
-            line = (f"  {data.path}: draws {used:,} of {of} (data.n) and holds up to "
-                    f"{min(HELDOUT_ROWS, offer - used):,} of the others out for the Jacobian "
-                    "readout")
+        held = offer - used if data.n is None else min(HELDOUT_ROWS, offer - used)
+        how = "" if data.n is None or used == offer else " (data.n)"
+        line = f"  {data.path}: trains on {used:,} of {of}{how}"
+        line += (f" and holds {held:,} out for the Jacobian readout" if held else
+                 "; none are held out, so the Jacobian readout reads training rows")
         if line not in said:
             said.add(line)
             console.print(line, highlight=False)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mflow.config import DataSpec, FitSpec, ModelSpec, PriorSpec
-from mflow.datasets.arrays import csv_shape
+from mflow.datasets.arrays import csv_shape, drawn_counts
 from mflow.datasets.registry import EVERY_ROW, with_default_n
 from pipelines.job.errors import JobError
 
@@ -128,9 +128,9 @@ def _file_shape(data: DataSpec) -> tuple[int, ...] | None:
 
 def user_rows(data: DataSpec) -> tuple[int, int] | None:
     """For a user's data (``array``, ``images``): the rows on offer (of the classes kept) and
-    the rows a fit trains on, from the headers: every row when ``data.n`` is None or not
-    below them; else ``data.n`` (per class when classes are given), and the loader holds up
-    to ``HELDOUT_ROWS`` of the others out. None for other data or where unknown."""
+    the rows a fit trains on, from the headers (``mflow.datasets.arrays.drawn_counts``: all but a
+    held-out slice when ``data.n`` is None; else ``data.n``, per class when classes are
+    given). None for other data or where unknown."""
     if data.dataset == "images":
         from mflow.datasets.folder import chosen_rows
 
@@ -138,14 +138,14 @@ def user_rows(data: DataSpec) -> tuple[int, int] | None:
         if index is None:
             return None
         try:
-            offer = len(chosen_rows(index, dataclasses.replace(data, n=None))[0])
+            offer = sum(map(len, chosen_rows(index, dataclasses.replace(data, n=None))))
             return offer, len(chosen_rows(index, data)[0])
         except ValueError:
             return None  # a class the folder does not have: the data check names it
     shape = _file_shape(data)
     if shape is None:
         return None
-    return shape[0], shape[0] if data.n is None else min(shape[0], data.n)
+    return shape[0], drawn_counts(shape[0], data.n)[0]
 
 
 def data_points(data: DataSpec) -> tuple[int | None, tuple[int, ...] | None]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from mflow.config import FitSpec, canonical_json
 from mflow.datasets import DATA_VERSIONS
-from mflow.datasets.registry import DEFAULT_POINTS, with_default_n
+from mflow.datasets.registry import with_default_n
 from pipelines.job.errors import JobError
 
 __all__ = ["IMPLIED_DEFAULTS", "NOT_IN_FIT_ID", "data_checksum", "fit_id", "legacy_fit_id"]
@@ -92,17 +92,10 @@ def data_checksum(path: str | Path) -> str:
 
 def _n_for_id(spec: FitSpec) -> int | None:
     """``data.n`` as the fit id hashes it: a generated dataset's default spelled out (its ids
-    from before ``n`` could be left out); for a user's file with every row used (``n`` None),
-    ``DEFAULT_POINTS`` when the file has no more rows than that (the fit the default of
-    before made, under its id), else None (a fit of every row, new)."""
-    from pipelines.job.footprint import user_rows
-
-    n = with_default_n(spec.data).n
-    if n is None and spec.data.dataset == "array":
-        rows = user_rows(spec.data)
-        if rows is not None and rows[0] <= DEFAULT_POINTS:
-            return DEFAULT_POINTS
-    return n
+    from before ``n`` could be left out); None for a user's file or folder with ``n`` left out
+    (every row but a held-out slice: the loader's version in the id tells it from the fits of
+    before, which trained on every row or on ``DEFAULT_POINTS`` of them)."""
+    return with_default_n(spec.data).n
 
 
 def _config(spec: FitSpec) -> dict[str, Any]:

@@ -137,8 +137,11 @@ def test_a_missing_folder(tmp_path: Path) -> None:
 def test_a_users_rows_are_all_used_unless_data_n_is_given(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((2500, 3)))
     spec = DataSpec("array", path=str(tmp_path / "x.npy"))
-    every = load(spec)
-    assert every.n == 2500 and every.heldout is None
+    every = load(spec)  # every row: trained on, or held out for the per-point readout
+    assert every.n == 2300 and len(every.heldout) == 200
+    rows = every.factors["row"]
+    assert len(np.unique(rows)) == 2300 and np.all(np.diff(rows) > 0)
+    assert load(DataSpec("array", path=str(tmp_path / "x.npy"), n=2500)).heldout is None
     some = load(DataSpec("array", path=str(tmp_path / "x.npy"), n=2000))
     assert some.n == 2000 and len(some.heldout) == 200
     assert load(DataSpec("sine")).n == 2000  # generated data keep their default

@@ -80,8 +80,8 @@ def test_data_n_left_out_keeps_the_ids_of_the_default_it_stands_for(tmp_path):
     def ids(path, n=None):
         return fit_id(FitSpec(data=DataSpec("array", path=str(path), n=n)))
 
-    assert ids(small) == ids(small, 2000)  # every row either way: the fit stored before
-    assert ids(large) != ids(large, 2000)  # 2,500 rows now, 2,000 before: another fit
+    assert ids(small) != ids(small, 2000)  # all but a held-out slice against every row
+    assert ids(large) != ids(large, 2000)  # 2,300 rows against 2,000
 
 
 def test_an_image_folder_enters_the_fit_id_by_its_images(tmp_path):

@@ -106,17 +106,21 @@ def test_no_dataset_is_made_to_check_a_job(command: str, tmp_path: Path,
     assert "Traceback" not in err
 
 
-def test_validate_says_whether_a_files_rows_are_all_used_or_drawn(tmp_path: Path, capsys):
+def test_validate_says_how_many_of_a_files_rows_are_trained_on_and_held_out(tmp_path: Path,
+                                                                            capsys):
     points = tmp_path / "points.npy"
     np.save(points, np.random.default_rng(0).standard_normal((2500, 3)))
     assert main(["validate", str(job(tmp_path, dataset="array", path=str(points)))]) == 0
     out = capsys.readouterr().out.replace("\n  ", " ")
-    assert (f"{points}: uses all 2,500 rows; none are held out, so the Jacobian readout reads "
-            "training rows") in out
-    assert "(2500 points x 3 dimensions)" in out  # the footprint counts every row
+    assert (f"{points}: trains on 2,300 of 2,500 rows and holds 200 out for the Jacobian "
+            "readout") in out
+    assert "(2300 points x 3 dimensions)" in out  # the footprint counts the rows trained on
     assert main(["validate", str(job(tmp_path, dataset="array", path=str(points), n=2000))]) == 0
-    assert (f"{points}: draws 2,000 of 2,500 rows (data.n) and holds up to 200 of the others "
-            "out for the Jacobian readout") in capsys.readouterr().out.replace("\n  ", " ")
+    assert (f"{points}: trains on 2,000 of 2,500 rows (data.n) and holds 200 out for the "
+            "Jacobian readout") in capsys.readouterr().out.replace("\n  ", " ")
+    assert main(["validate", str(job(tmp_path, dataset="array", path=str(points), n=2500))]) == 0
+    assert (f"{points}: trains on 2,500 of 2,500 rows; none are held out, so the Jacobian "
+            "readout reads training rows") in capsys.readouterr().out.replace("\n  ", " ")
 
 
 def test_validate_reads_an_image_folder_from_its_headers(tmp_path: Path, capsys):
@@ -130,6 +134,7 @@ def test_validate_reads_an_image_folder_from_its_headers(tmp_path: Path, capsys)
     spec = DataSpec("images", path=str(folder), classes=(1,))
     assert footprint.data_points(spec) == (5, (3, 8, 8))
     assert footprint.user_rows(DataSpec("images", path=str(folder), n=4)) == (10, 4)
+    assert footprint.user_rows(DataSpec("images", path=str(folder))) == (10, 9)
     path = tmp_path / "job.yaml"
     path.write_text(json.dumps({
         "name": "pictures", "data": {"dataset": "images", "path": str(folder)},
@@ -138,7 +143,7 @@ def test_validate_reads_an_image_folder_from_its_headers(tmp_path: Path, capsys)
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out.replace("\n  ", " ")
     assert "(5 points x 192 dimensions)" in out
-    assert f"{folder}: uses all 5 images of classes 1; none are held out" in out
+    assert f"{folder}: trains on 5 of 5 images of classes 1; none are held out" in out
     (folder / "1" / "4.png").write_bytes(b"broken")
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
