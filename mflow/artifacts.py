@@ -1,5 +1,6 @@
 """What a trained model makes of its data, kept beside a fit's row: samples, the latent
-projection of the training points, and the local dimension of their codes."""
+projection of the training points, the local dimension of their codes, and the loss of the
+points it holds out."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from mflow.local import LOCAL_RULE, LocalDimension, local_dimension
 from mflow.model import ManifoldFlow
 
 __all__ = ["FLOWLESS_COMPONENTS", "JACOBIAN_ENTRIES", "PROJECTED", "SAMPLES_IMAGE",
-           "SAMPLES_VECTOR", "fit_artifacts", "flowless_estimate", "jacobian_estimate",
-           "local_codes", "local_estimate"]
+           "SAMPLES_VECTOR", "fit_artifacts", "flowless_estimate", "heldout_batch",
+           "heldout_loss", "jacobian_estimate", "local_codes", "local_estimate"]
 
 SAMPLES_IMAGE = 16  # model samples kept per fit of images (a grid in the report)
 SAMPLES_VECTOR = 1000  # per fit of vectors (a scatter, and the distance to the true manifold)
@@ -23,6 +24,7 @@ PROJECTED = 1000  # training points whose latent projection is kept
 # 8 to 200 points: 200 points up to D = 223, 16 at D = 784 (about 15 s on one CPU core).
 JACOBIAN_ENTRIES = 10_000_000
 FLOWLESS_COMPONENTS = 100  # the flowless readout reads points on their leading principal axes
+HELDOUT_LOSS_POINTS = 200  # held-out points whose loss is logged (mflow.settle's rule 5)
 
 
 @torch.no_grad()
@@ -127,3 +129,41 @@ def flowless_estimate(x: np.ndarray, seed: int, rule: str = LOCAL_RULE) -> Local
         return local_dimension(flat, rule)
     except ValueError:
         return None
+
+
+def heldout_batch(
+    data: Dataset, noise_floor: float, sigma2: float, seed: int, like: Tensor
+) -> tuple[Tensor, Tensor] | None:
+    """A fixed batch for the held-out loss: up to ``HELDOUT_LOSS_POINTS`` of the data's
+    held-out points with data noise at ``noise_floor`` added, and spread noise of variance
+    ``sigma2``, both drawn once from ``seed`` (on the device and dtype of ``like``), so that
+    the loss moves only as the model does. None where the data hold no points out."""
+    if data.heldout is None or not len(data.heldout):
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.as_tensor(data.heldout[:HELDOUT_LOSS_POINTS], dtype=torch.float64)
+    x = x + noise_floor * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    dim = int(np.prod(x.shape[1:]))
+    eps = sigma2**0.5 * torch.randn((x.shape[0], dim), generator=gen, dtype=torch.float64)
+    return x.to(like), eps.to(like)
+
+
+@torch.no_grad()
+def heldout_loss(model: ManifoldFlow, batch: tuple[Tensor, Tensor]) -> float:
+    """The training objective (``mflow.objective``, without the entropy term) of the model at
+    a ``heldout_batch``: how well it describes points it never trained on.
+
+    Example:
+        >>> from mflow.config import FitSpec
+        >>> from mflow.fit import Trainer
+        >>> t = Trainer(FitSpec().replace(train={"steps": 0}))
+        >>> data = Dataset("d", np.zeros((4, 2)), heldout=np.zeros((3, 2), dtype=np.float32))
+        >>> batch = heldout_batch(data, 0.01, 1e-4, 0, t.x)
+        >>> [tuple(b.shape) for b in batch], bool(np.isfinite(heldout_loss(t.model, batch)))
+        ([(3, 2), (3, 2)], True)
+    """
+    was_training = model.training
+    model.eval()
+    loss = float(model(*batch))
+    model.train(was_training)
+    return loss

@@ -19,6 +19,8 @@ from torch import Tensor
 from mflow.artifacts import (
     fit_artifacts,
     flowless_estimate,
+    heldout_batch,
+    heldout_loss,
     jacobian_estimate,
     local_codes,
     local_estimate,
@@ -60,6 +62,8 @@ __all__ = [
     "fit_settling",
     "fit_artifacts",
     "flowless_estimate",
+    "heldout_batch",
+    "heldout_loss",
     "jacobian_estimate",
     "local_codes",
     "local_estimate",

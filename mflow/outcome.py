@@ -49,6 +49,9 @@ class CurvePoint:
     # local dimension of the codes in the ``estimate`` leading directions (``local_estimate``),
     # read at the noise floor only (None before it, or where there is nothing to read)
     local_dim: float | None = None
+    # the loss of the fit's fixed held-out batch (``heldout_loss``), at the noise floor only
+    # (None before it, or where the data hold no points out)
+    heldout_loss: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CurvePoint:
@@ -66,7 +69,8 @@ class CurvePoint:
                    noise_std=_number(d["noise_std"]), lr=_number(d["lr"]),
                    estimate=int(d["estimate"]),
                    eigenvalues=tuple(_number(v) for v in d["eigenvalues"]),
-                   local_dim=_optional(d.get("local_dim")))
+                   local_dim=_optional(d.get("local_dim")),
+                   heldout_loss=_optional(d.get("heldout_loss")))
 
 
 def _number(value: Any) -> float:
@@ -102,6 +106,7 @@ class FitResult:
     settle_stable_steps: int | None = None  # steps the estimate has held at the noise floor
     settle_drift: float | None = None  # factor the eigenvalues either side of the cut moved
     settle_margin: float | None = None  # smallest factor between them and the cut
+    settle_heldout_fall: float | None = None  # the held-out loss's fall over the window
     # The two numbers of issue 16 (None for results recorded before them): id_rank, the rank
     # of A A^T (the flat dimensions the flow needs, K), and the local dimension of the codes
     # g(x) E_K of up to PROJECTED points (mflow.local, rule local_rule) with its spread over
@@ -217,6 +222,7 @@ def make_result(
         settle_stable_steps=judged.stable_steps,
         settle_drift=judged.drift,
         settle_margin=judged.margin,
+        settle_heldout_fall=None if math.isnan(judged.heldout_fall) else judged.heldout_fall,
         id_rank=rank,
         local_dim=None if local is None else local.value,
         local_dim_spread=None if local is None else local.spread,

@@ -45,6 +45,8 @@ from mflow.fit import (
     early_stop_due,
     fit_artifacts,
     flowless_estimate,
+    heldout_batch,
+    heldout_loss,
     jacobian_estimate,
     local_estimate,
     make_optimizer,
@@ -137,6 +139,12 @@ class PackTrainer:
             for s, x, d in zip(self.specs, self.x, self.datas, strict=True)
         ]
         self.base = copy.deepcopy(models[0]).to("meta")  # the shape of the computation
+        # Each fit's fixed held-out batch (None where its data hold none out): its loss is
+        # logged at the noise floor, for the settling rule.
+        self._heldout = [
+            heldout_batch(d, s.train.noise_floor, s.prior.sigma2, s.train.seed, x)
+            for s, x, d in zip(self.specs, self.x, self.datas, strict=True)
+        ]
         self.params, self.buffers = stack_module_state(models)
         # The closed-form prior: A A^T follows the codes' second moment instead of Adam.
         self.moment = prior_update(train) == "moment" and "prior.weight" in self.params
@@ -295,12 +303,16 @@ class PackTrainer:
             train = self.specs[k].train
             sigma = noise_std(train, max(0, self.step - 1))
             estimate = read_dimension(self.specs[k], eigenvalues)
-            local = None
-            # the headline needs the codes' local dimension; read only at the noise floor,
-            # where the settling criterion looks (mflow.settle)
-            if first_bad[k] < 0 and sigma <= train.noise_floor and estimate >= 1:
-                found = local_estimate(self.member(k), self.x[k], estimate, train.seed)
-                local = None if found is None else found.value
+            local = held = None
+            # the headline needs the codes' local dimension, the settling rule the held-out
+            # loss; both are read only at the noise floor, where the rule looks (mflow.settle)
+            if first_bad[k] < 0 and sigma <= train.noise_floor:
+                model = self.member(k)
+                if estimate >= 1:
+                    found = local_estimate(model, self.x[k], estimate, train.seed)
+                    local = None if found is None else found.value
+                if self._heldout[k] is not None:
+                    held = heldout_loss(model, self._heldout[k])
             point = CurvePoint(
                 step=self.step,
                 loss=math.nan if first_bad[k] >= 0 else losses[k],
@@ -309,6 +321,7 @@ class PackTrainer:
                 estimate=estimate,
                 eigenvalues=eigenvalues,
                 local_dim=local,
+                heldout_loss=held,
             )
             self.curves[k].append(point)
             points.append(point)

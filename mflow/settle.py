@@ -24,16 +24,23 @@ rank ``K`` itself. The fit **settled** when, over the window,
    ``settle_margin`` from the cut ``c = threshold * floor`` (``lambda_k >= margin * c`` and
    ``lambda_{k+1} <= c / margin``), so that noise in either cannot flip the count (where
    ``k`` is below the rank, rule 1 already asks that the rounded local dimension held);
-4. the loss is flat: ``max - min <= early_stop_tol * max(1, |loss|)`` over the window.
+4. the loss is flat: ``max - min <= early_stop_tol * max(1, |loss|)`` over the window;
+5. the held-out loss has stopped falling: where every point of the window logged the loss of
+   the fit's fixed held-out batch (``mflow.artifacts.heldout_loss``: points it never trained
+   on, with noise drawn once, so it moves only as the model does), the mean of the window's
+   earlier half exceeds that of its later half by at most ``HELDOUT_FALL`` (nats per point).
+   The training loss is a mean over fresh noisy batches and can hide a slow descent; the
+   held-out loss shows one, and while it goes on the model is still learning the data.
+   Where the data hold no points out (generated datasets, MNIST), this rule is not applied.
 
 The same criterion ends fits early (``train.early_stop_window > 0``): a fit stops at its first
 settled point, so "stopped early" and "settled" are one definition. The window is
 ``train.early_stop_window`` when early stop is on, else ``readout.settle_window``.
 
 The figures it is decided on are kept with the verdict (``Settling``): the steps over which
-the estimate has been unchanged at the floor, the drift (of whichever series rule 2 judged)
-and the margin of the rank's cut eigenvalues over the window (reported in both cases,
-required only where ``k`` is the rank).
+the estimate has been unchanged at the floor, the drift (of whichever series rule 2 judged),
+the margin of the rank's cut eigenvalues over the window (reported in both cases, required
+only where ``k`` is the rank) and the held-out loss's fall (NaN where there is none).
 """
 
 from __future__ import annotations
@@ -46,11 +53,13 @@ from mflow.config import FitSpec
 from mflow.local import headline_dimension
 
 __all__ = [
+    "HELDOUT_FALL",
     "SETTLE_DRIFT",
     "SETTLE_MARGIN",
     "SETTLE_WINDOW",
     "Settling",
     "estimate_at",
+    "heldout_fall",
     "settle_settings",
     "settling",
 ]
@@ -60,6 +69,8 @@ __all__ = [
 SETTLE_WINDOW = 5
 SETTLE_DRIFT = 1.25
 SETTLE_MARGIN = 2.0
+#: Rule 5: the most the held-out loss may fall between the window's halves (see the module).
+HELDOUT_FALL = 0.01
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,7 @@ class Settling:
     drift: float  # the halves' trend factor of what decided the estimate (inf: too short)
     margin: float  # min over the window of the distance (a factor) of the rank's cut
     # eigenvalues from the cut
+    heldout_fall: float = math.nan  # the held-out loss's fall between the window's halves
 
 
 def settle_settings(spec: FitSpec) -> tuple[int, float, float]:
@@ -115,6 +127,26 @@ def _trend(values: Sequence[float]) -> float:
     return math.exp(abs(sum(logs[-half:]) - sum(logs[:half])) / half)
 
 
+def heldout_fall(window: Sequence) -> float:
+    """How far the held-out loss fell between the earlier and later halves of ``window``
+    (difference of their means; negative where it rose); NaN where a point has none.
+
+    Example:
+        >>> from mflow.fit import CurvePoint
+        >>> window = [CurvePoint(s, -3.0, 0.01, 1e-3, 1, (1.0,), heldout_loss=v)
+        ...           for s, v in ((100, -2.0), (200, -2.1), (300, -2.3), (400, -2.4))]
+        >>> round(heldout_fall(window), 6)
+        0.3
+        >>> heldout_fall(window + [CurvePoint(500, -3.0, 0.01, 1e-3, 1, (1.0,))])
+        nan
+    """
+    losses = [p.heldout_loss for p in window]
+    if len(losses) < 2 or any(v is None or not math.isfinite(v) for v in losses):
+        return math.nan
+    half = len(losses) // 2
+    return sum(losses[:half]) / half - sum(losses[-half:]) / half
+
+
 def _stable_steps(curve: Sequence, noise_floor: float) -> int:
     last = estimate_at(curve[-1])
     first = curve[-1]
@@ -136,7 +168,7 @@ def settling(curve: Sequence, spec: FitSpec, cut: float) -> Settling:
         >>> spec = FitSpec().replace(readout={"settle_window": 2})
         >>> flat = [CurvePoint(s, -3.0, 0.01, 1e-3, 1, (1.0, 1e-4)) for s in (100, 200, 300)]
         >>> settling(flat, spec, cut=4e-3)
-        Settling(settled=True, stable_steps=200, drift=1.0, margin=40.0)
+        Settling(settled=True, stable_steps=200, drift=1.0, margin=40.0, heldout_fall=nan)
         >>> settling(flat[:2], spec, cut=4e-3).settled
         False
     """
@@ -169,5 +201,7 @@ def settling(curve: Sequence, spec: FitSpec, cut: float) -> Settling:
     losses = [p.loss for p in recent]
     flat = max(losses) - min(losses) <= spec.train.early_stop_tol * max(1.0, abs(losses[-1]))
     clear = margin >= min_margin or not flat_data
-    settled = same and flat and drift <= max_drift and clear
-    return Settling(settled, stable, drift, margin)
+    fall = heldout_fall(recent)
+    learnt = math.isnan(fall) or fall <= HELDOUT_FALL
+    settled = same and flat and drift <= max_drift and clear and learnt
+    return Settling(settled, stable, drift, margin, fall)

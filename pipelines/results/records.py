@@ -49,6 +49,9 @@ FITS_SCHEMA = pa.schema(
         ("settle_stable_steps", pa.int64()),
         ("settle_drift", pa.float64()),
         ("settle_margin", pa.float64()),
+        # how far the held-out loss fell between the window's halves (mflow.settle, rule 5);
+        # null where the data hold no points out
+        ("settle_heldout_fall", pa.float64()),
         # Issue 16: the rank of A A^T (flat dimensions needed; id_estimate is read from it and
         # local_dim, mflow.local.headline_dimension), the local dimension of the codes in those
         # directions, its spread over points and its rule (null before; absent from older files)
@@ -96,6 +99,9 @@ CURVES_SCHEMA = pa.schema(
         ("eigenvalues", _LIST),
         # the codes' local dimension at this step (null before the noise floor; mflow.fit)
         ("local_dim", pa.float64()),
+        # the loss of the fit's fixed held-out batch (null before the noise floor, or where
+        # the data hold no points out; mflow.artifacts.heldout_loss)
+        ("heldout_loss", pa.float64()),
     ]
 )
 
@@ -157,6 +163,7 @@ def fit_record(
         "settle_stable_steps": None,
         "settle_drift": None,
         "settle_margin": None,
+        "settle_heldout_fall": None,
         "id_rank": None,
         "local_dim": None,
         "local_dim_spread": None,
@@ -196,6 +203,7 @@ def fit_record(
             settle_stable_steps=result.settle_stable_steps,
             settle_drift=result.settle_drift,
             settle_margin=result.settle_margin,
+            settle_heldout_fall=result.settle_heldout_fall,
             id_rank=result.id_rank,
             local_dim=result.local_dim,
             local_dim_spread=result.local_dim_spread,
@@ -226,6 +234,7 @@ def curve_rows(survey: str, fit_id: str, result: FitResult | None) -> list[dict[
             "estimate": p.estimate,
             "eigenvalues": [float(v) for v in p.eigenvalues],
             "local_dim": p.local_dim,
+            "heldout_loss": p.heldout_loss,
         }
         for p in result.curve
     ]

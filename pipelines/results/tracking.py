@@ -247,6 +247,8 @@ class Tracker:
                     )
                     if p.local_dim is not None:  # the series; "local_dim" is the final value
                         values["local"] = p.local_dim
+                    if p.heldout_loss is not None:
+                        values["heldout_loss"] = p.heldout_loss
                     metrics += [Metric(k, float(v), now, p.step) for k, v in values.items()]
                 finals = {"id_estimate": result.id_estimate, "true_dim": result.true_dim,
                           "wall_s": result.wall_s, "diverged_step": result.diverged_step,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
 from mflow.config import DataSpec, FitSpec, TrainSpec
+from mflow.datasets import Dataset
 from mflow.fit import (
     CurvePoint,
     Trainer,
@@ -16,6 +20,7 @@ from mflow.fit import (
     readout_cut,
 )
 from mflow.pack import PackTrainer, fit_pack
+from mflow.settle import HELDOUT_FALL
 
 SPEC = FitSpec().replace(train={"early_stop_window": 3, "early_stop_tol": 0.05,
                                  "noise_floor": 0.01})
@@ -98,6 +103,42 @@ def test_rule_needs_still_eigenvalues_clear_of_the_cut():
     # the kept eigenvalue must clear the cut too
     low = curve(*[(-3.0, 0.01, 1, (1.5 * CUT, 1e-5))] * 4)
     assert not fit_settling(SPEC, low).settled
+
+
+def test_rule_needs_the_held_out_loss_to_have_stopped_falling():
+    def held(*losses: float | None) -> list[CurvePoint]:
+        return [CurvePoint(100 * (i + 1), -3.0, 0.01, 1e-3, 1, (1.0, 1e-4), heldout_loss=v)
+                for i, v in enumerate(losses)]
+
+    # the training loss is flat; the held-out loss still falls by 0.1 between the halves
+    judged = fit_settling(SPEC, held(-2.0, -2.0, -2.1, -2.1))
+    assert not judged.settled and judged.heldout_fall == pytest.approx(0.1)
+    fall = HELDOUT_FALL * 0.9  # within the rule
+    assert fit_settling(SPEC, held(-2.0, -2.0, -2.0 - fall, -2.0 - fall)).settled
+    judged = fit_settling(SPEC, held(-2.1, -2.1, -2.0, -2.0))  # rising: learnt all it can
+    assert judged.settled and judged.heldout_fall == pytest.approx(-0.1)
+    # no held-out points (or not at every point of the window): the rule does not apply
+    assert fit_settling(SPEC, held(None, None, None, None)).settled
+    assert math.isnan(fit_settling(SPEC, held(-2.0, None, -2.1, -2.1)).heldout_fall)
+
+
+def test_a_fit_logs_the_held_out_loss_at_the_noise_floor_only():
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.standard_normal((330, 2)), np.zeros(330)].astype(np.float32)
+    spec = FitSpec(data=DataSpec("array", n=300)).replace(
+        train={"steps": 300, "log_every": 50, "noise_start": 0.1, "noise_decay": 0.5,
+               "noise_decay_every": 50})
+    result = fit(spec, Dataset("array", x[:300], heldout=x[300:]))
+    at_floor = [p.noise_std <= spec.train.noise_floor for p in result.curve]
+    assert any(at_floor) and not all(at_floor)
+    for p, floor in zip(result.curve, at_floor, strict=True):
+        assert (p.heldout_loss is not None) == floor
+        assert p.heldout_loss is None or np.isfinite(p.heldout_loss)
+    assert result.settle_heldout_fall is not None or not result.settled
+    # without held-out points nothing is logged, and the fit's other numbers are the same
+    alone = fit(spec, Dataset("array", x[:300]))
+    assert all(p.heldout_loss is None for p in alone.curve)
+    assert [p.loss for p in alone.curve] == [p.loss for p in result.curve]
 
 
 def test_stable_steps_count_back_to_the_last_change():
