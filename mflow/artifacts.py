@@ -12,6 +12,7 @@ from mflow.datasets import Dataset
 from mflow.jacobian import JacobianDimension, jacobian_dimension, local_variances
 from mflow.local import LOCAL_RULE, LocalDimension, local_dimension
 from mflow.model import ManifoldFlow
+from mflow.objective import spread_noise
 
 __all__ = ["FLOWLESS_COMPONENTS", "JACOBIAN_ENTRIES", "PROJECTED", "SAMPLES_IMAGE",
            "SAMPLES_VECTOR", "fit_artifacts", "flowless_estimate", "heldout_batch",
@@ -140,11 +141,10 @@ def heldout_batch(
     the loss moves only as the model does. None where the data hold no points out."""
     if data.heldout is None or not len(data.heldout):
         return None
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # on the CPU: the same draws on any device
     x = torch.as_tensor(data.heldout[:HELDOUT_LOSS_POINTS], dtype=torch.float64)
     x = x + noise_floor * torch.randn(x.shape, generator=gen, dtype=torch.float64)
-    dim = int(np.prod(x.shape[1:]))
-    eps = sigma2**0.5 * torch.randn((x.shape[0], dim), generator=gen, dtype=torch.float64)
+    eps = spread_noise((x.shape[0], int(np.prod(x.shape[1:]))), x, sigma2, gen)
     return x.to(like), eps.to(like)
 
 

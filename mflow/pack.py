@@ -306,7 +306,8 @@ class PackTrainer:
             local = held = None
             # the headline needs the codes' local dimension, the settling rule the held-out
             # loss; both are read only at the noise floor, where the rule looks (mflow.settle)
-            if first_bad[k] < 0 and sigma <= train.noise_floor:
+            wanted = estimate >= 1 or self._heldout[k] is not None
+            if first_bad[k] < 0 and sigma <= train.noise_floor and wanted:
                 model = self.member(k)
                 if estimate >= 1:
                     found = local_estimate(model, self.x[k], estimate, train.seed)
