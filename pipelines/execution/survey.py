@@ -322,11 +322,11 @@ def _write_ended(writer: Background, recorder: _Recorder) -> None:
     record under way finishes its MLflow run but writes no row), says how many fits were not
     written, and is raised."""
     waiting = len(recorder.unwritten)
-    if not writer.closed and waiting and recorder.heard < len(recorder.fits):
-        fits, _, them = _fits(waiting)
-        recorder.reporter.warn(f"interrupted: writing the {fits} that ended (Ctrl-C again "
-                               f"leaves {them} to a rerun)")
-    try:
+    try:  # from the message on: a Ctrl-C right after it must leave the writes, not wait
+        if not writer.closed and waiting and recorder.heard < len(recorder.fits):
+            fits, _, them = _fits(waiting)
+            recorder.reporter.warn(f"interrupted: writing the {fits} that ended (Ctrl-C "
+                                   f"again leaves {them} to a rerun)")
         writer.close()
     except KeyboardInterrupt:
         writer.abandon()
