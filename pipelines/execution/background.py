@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -62,7 +63,12 @@ class Background:
         if self._closed:
             raise RuntimeError("the background writer is closed")
         self.check()
-        self._queue.put((call, args, kwargs))
+        while True:  # timed waits, for the reason given in close
+            try:
+                self._queue.put((call, args, kwargs), timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def check(self) -> None:
         """Raise the error a queued call raised, if any."""
@@ -84,12 +90,16 @@ class Background:
         self.abandoned = True
         if not self._closed:
             self._closed = True
-            self._queue.put(_STOP)
+            with contextlib.suppress(queue.Full):  # a full queue is dropped all the same
+                self._queue.put_nowait(_STOP)
 
     def close(self) -> None:
         """Run every queued call, end the thread, then raise the first error, if any."""
         if not self._closed:
             self._closed = True
             self._queue.put(_STOP)
-            self._thread.join()
+            # Timed joins: an untimed one sleeps in the C lock until the thread ends, and a
+            # Ctrl-C the kernel hands to another thread is not raised until then.
+            while self._thread.is_alive():
+                self._thread.join(0.1)
         self.check()

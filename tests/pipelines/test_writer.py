@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -58,7 +59,8 @@ def test_a_raising_progress_display_never_stops_the_writes(
 # MLflow hangs from the second fit on (as a stalled tracking server would): the first fit is
 # recorded, the second waits in the writer; the marker file says when that wait began.
 _HANGING_MLFLOW = """
-import os, pathlib, sys, time
+import faulthandler, os, pathlib, signal, sys, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks where it waits
 from pipelines.results.tracking import Tracker
 log_fit, calls = Tracker.log_fit, []
 def hang_after_the_first(self, *args, **kwargs):
@@ -93,7 +95,8 @@ def test_a_second_ctrl_c_says_how_many_fits_were_not_written_and_a_rerun_runs_th
     fits_dir = out / raw["name"] / "fits"
     mark, log_path = tmp_path / "hanging", tmp_path / "first.log"
     ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "MFLOW_TEST_HANG_MARK": str(mark)}
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "MFLOW_TEST_HANG_MARK": str(mark),
+           "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     args = ["run", str(job_file), "--out", str(out), "--tracking-uri", uri]
     (tmp_path / "hang.py").write_text(_HANGING_MLFLOW)
@@ -111,7 +114,13 @@ def test_a_second_ctrl_c_says_how_many_fits_were_not_written_and_a_rerun_runs_th
                      or first.poll() is not None, 120, "the driver to write what ended")
             assert first.poll() is None, log_path.read_text()
             os.kill(first.pid, signal.SIGINT)  # leave the write that waits on MLflow
-            first.wait(120)
+            try:
+                first.wait(120)
+            except subprocess.TimeoutExpired:
+                os.kill(first.pid, signal.SIGUSR1)  # every thread's stack, into the log
+                time.sleep(3)
+                raise AssertionError("the second Ctrl-C did not end the survey:\n"
+                                     + log_path.read_text()) from None
         finally:
             with contextlib.suppress(ProcessLookupError):
                 first.kill()
