@@ -178,7 +178,8 @@ class PackTrainer:
 
     def _member_loss(self, params, buffers, x: Tensor, eps: Tensor):
         weight = self.specs[0].prior.entropy_weight
-        return functional_call(self.base, (params, buffers), (x, eps, weight, self.moment))
+        return functional_call(self.base, (params, buffers), (x, eps, weight, self.moment),
+                               tie_weights=False)  # no tied weights: skip the search for them
 
     def _lone_loss(self, params, buffers, x: Tensor, eps: Tensor):
         """``_member_loss`` of a pack of one, shaped as the vmap-ed call's output."""
