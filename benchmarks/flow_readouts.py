@@ -57,6 +57,40 @@ def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (x[:N_TRAIN] - mean) / scale, (x[N_TRAIN:] - mean) / scale
 
 
+def cached_fit(d: int, x: np.ndarray, path: Path, steps: int, state: int = 0):
+    """The ``Trainer`` of a cached fit of ``x`` (its state read from ``path``), with the
+    standardised training and held-out rows: the fits of this script and of
+    ``settled_holds.py``, read again without training."""
+    import torch
+
+    from mflow.config import DataSpec, FitSpec
+    from mflow.datasets import Dataset
+    from mflow.fit import Trainer
+
+    train, held = _split(x)
+    spec = FitSpec(data=DataSpec("array", n=N_TRAIN, seed=state)).replace(
+        train={"steps": steps, "seed": state})
+    trainer = Trainer(spec, Dataset("array", np.ascontiguousarray(train, dtype=np.float32),
+                                    true_dim=d))
+    trainer.load_state_dict(torch.load(path, weights_only=False))
+    return trainer, train, held
+
+
+def prior_codes(trainer, *rows: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The eigenvalues of the fit's ``A A^T`` (largest first) and the codes ``g(x)`` of each
+    set of ``rows`` in its eigenbasis (float64)."""
+    import torch
+
+    model = trainer.model.eval()
+    with torch.no_grad():
+        prior = (model.prior.A @ model.prior.A.T).double()
+        eigenvalues, vectors = torch.linalg.eigh(prior)
+        eigenvalues, vectors = eigenvalues.flip(0), vectors.flip(1)
+        codes = [(model.encode(torch.as_tensor(r, dtype=torch.float32))[0].double() @ vectors)
+                 .numpy() for r in rows]
+    return eigenvalues.numpy(), codes
+
+
 def run_case(args: tuple[str, int, int, np.ndarray, str, int]) -> dict:
     name, state, d, x, cache, steps = args
     import torch

@@ -19,33 +19,17 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from flow_readouts import N_TRAIN, _split, manifolds  # benchmarks/ is the script's folder
+from flow_readouts import cached_fit, manifolds, prior_codes  # benchmarks/ is the script's folder
 
 
 def counts(name: str, d: int, x: np.ndarray, path: Path, steps: int) -> dict:
     """The rank, the training and held-out counts and the stored headline of one fit."""
-    import torch
-
-    from mflow.config import DataSpec, FitSpec
-    from mflow.datasets import Dataset
-    from mflow.fit import Trainer
     from mflow.readout import readout_cut
 
-    train, held = _split(x)
-    spec = FitSpec(data=DataSpec("array", n=N_TRAIN, seed=0)).replace(
-        train={"steps": steps, "seed": 0})
-    trainer = Trainer(spec, Dataset("array", np.ascontiguousarray(train, dtype=np.float32),
-                                    true_dim=d))
-    trainer.load_state_dict(torch.load(path, weights_only=False))
-    model = trainer.model.eval()
-    with torch.no_grad():
-        prior = model.prior.A @ model.prior.A.T
-        eigenvalues, vectors = torch.linalg.eigh(prior.double())
-        eigenvalues, vectors = eigenvalues.flip(0).numpy(), vectors.flip(1)
-        var = {part: (model.encode(torch.as_tensor(rows, dtype=torch.float32))[0].double()
-                      @ vectors).var(0).numpy() for part, rows in (("train", train),
-                                                                     ("held", held))}
-    cut = readout_cut(spec)
+    trainer, train, held = cached_fit(d, x, path, steps)
+    eigenvalues, (train_codes, held_codes) = prior_codes(trainer, train, held)
+    var = {"train": train_codes.var(0), "held": held_codes.var(0)}
+    cut = readout_cut(trainer.spec)
     rank = int((eigenvalues > cut).sum())
     dropped = slice(rank, None)
     ratio = var["held"][dropped] / np.maximum(var["train"][dropped], 1e-30)
