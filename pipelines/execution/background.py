@@ -63,9 +63,13 @@ class Background:
         if self._closed:
             raise RuntimeError("the background writer is closed")
         self.check()
-        while True:  # timed waits, for the reason given in close
+        self._put((call, args, kwargs))
+
+    def _put(self, item: Any) -> None:
+        """Queue ``item``, waiting while the queue is full in timed waits (see ``close``)."""
+        while True:
             try:
-                self._queue.put((call, args, kwargs), timeout=0.1)
+                self._queue.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
@@ -97,7 +101,7 @@ class Background:
         """Run every queued call, end the thread, then raise the first error, if any."""
         if not self._closed:
             self._closed = True
-            self._queue.put(_STOP)
+            self._put(_STOP)
             # Timed joins: an untimed one sleeps in the C lock until the thread ends, and a
             # Ctrl-C the kernel hands to another thread is not raised until then.
             while self._thread.is_alive():
