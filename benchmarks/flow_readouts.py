@@ -81,13 +81,15 @@ def prior_codes(trainer, *rows: np.ndarray) -> tuple[np.ndarray, list[np.ndarray
     set of ``rows`` in its eigenbasis (float64)."""
     import torch
 
-    model = trainer.model.eval()
+    model, was_training = trainer.model, trainer.model.training
+    model.eval()
     with torch.no_grad():
         prior = (model.prior.A @ model.prior.A.T).double()
         eigenvalues, vectors = torch.linalg.eigh(prior)
         eigenvalues, vectors = eigenvalues.flip(0), vectors.flip(1)
         codes = [(model.encode(torch.as_tensor(r, dtype=torch.float32))[0].double() @ vectors)
                  .numpy() for r in rows]
+    model.train(was_training)
     return eigenvalues.numpy(), codes
 
 
