@@ -94,7 +94,9 @@ class Background:
         self.abandoned = True
         if not self._closed:
             self._closed = True
-            with contextlib.suppress(queue.Full):  # a full queue is dropped all the same
+            # On a full queue the stop is left out: the thread drops every queued call all
+            # the same and then waits, a daemon, for nothing more.
+            with contextlib.suppress(queue.Full):
                 self._queue.put_nowait(_STOP)
 
     def close(self) -> None:
