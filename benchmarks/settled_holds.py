@@ -105,6 +105,9 @@ def main() -> None:
     parser.add_argument("--heldout-drop", type=float, nargs="*", default=[],
                         help="rule variants: the held-out loss fell by at most this much "
                              "between the window's halves (needs --fresh curves)")
+    parser.add_argument("--margin", type=float, nargs="*", default=[],
+                        help="rule variants: rules 1-5 with rule 3's margin at this factor "
+                             "(the product's is mflow.settle.SETTLE_MARGIN)")
     parser.add_argument("--json", help="write the rows (curves included) here")
     parser.add_argument("--rejudge", help="judge the rows an earlier --json wrote; no training")
     args = parser.parse_args()
@@ -141,6 +144,9 @@ def main() -> None:
     for drop in args.heldout_drop:
         _compare_rule(rows, f"rules 1-4, the held-out loss fell by <= {drop:g} (rule 5)",
                       args.steps, lambda curve, i, j, drop=drop: _fall(curve, i) <= drop)
+    for margin in args.margin:
+        _compare_rule(rows, f"rules 1-5, rule 3's margin {margin:g}", args.steps,
+                      lambda curve, i, j: True, margin=margin, heldout=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
 
@@ -156,22 +162,24 @@ def _fall(curve: list, i: int) -> float:
     return float("inf") if np.isnan(fall) else fall
 
 
-def _compare_rule(rows: list[dict], name: str, steps: int, extra) -> None:
+def _compare_rule(rows: list[dict], name: str, steps: int, extra, margin: float | None = None,
+                  heldout: bool = False) -> None:
     """Rules 1-4 of ``mflow.settle`` with one more condition ``extra(curve, i, settling)``,
     judged on every prefix ``curve[: i + 1]`` of each stored curve (the held-out loss left
-    out, so that rule 5 applies only where ``extra`` asks for it); the first prefix that
-    passes both stops."""
+    out, so that rule 5 applies only where ``extra`` asks for it, or ``heldout`` keeps it);
+    the first prefix that passes both stops. ``margin`` replaces rule 3's factor."""
     from mflow.config import DataSpec, FitSpec
     from mflow.fit import CurvePoint
     from mflow.outcome import fit_settling
     from mflow.settle import estimate_at
 
-    spec = FitSpec(data=DataSpec("array", n=N_TRAIN))
+    spec = FitSpec(data=DataSpec("array", n=N_TRAIN)).replace(
+        readout={"settle_margin": margin})
     # per half of the cases (alternate rows): a rule is chosen on one and scored on the other
     settled, held, at = [0, 0], [0, 0], []
     for index, r in enumerate(rows):
         curve = [CurvePoint(**p) for p in r["curve"]]
-        bare = [dataclasses.replace(p, heldout_loss=None) for p in curve]
+        bare = curve if heldout else [dataclasses.replace(p, heldout_loss=None) for p in curve]
         first = next((i for i in range(len(curve))
                       if (j := fit_settling(spec, bare[: i + 1])).settled
                       and extra(curve, i, j)), None)

@@ -18,9 +18,9 @@ EXPLICIT = [
     {"train": {"lr_prior_dim": 3}},  # a non-None default: always the same id
     {"readout": {"settle_window": 5}},
     {"readout": {"settle_drift": 1.25}},
-    {"readout": {"settle_margin": 2.0}},
+    {"readout": {"settle_margin": 1.5}},
     {"train": {"prior_update": "adam", "prior_every": 5, "prior_ema": 0.98},
-     "readout": {"settle_window": 5, "settle_drift": 1.25, "settle_margin": 2.0}},
+     "readout": {"settle_window": 5, "settle_drift": 1.25, "settle_margin": 1.5}},
 ]
 
 
@@ -63,7 +63,7 @@ def test_a_job_that_spells_out_the_defaults_plans_the_same_fits():
     raw = {"name": "ids", "data": {"dataset": "sine", "n": 200}, "grid": {"seed": [0, 1]}}
     spelled = ["train.prior_update=adam", "train.prior_every=5", "train.prior_ema=0.98",
                "readout.settle_window=5", "readout.settle_drift=1.25",
-               "readout.settle_margin=2.0"]
+               "readout.settle_margin=1.5"]
     left_out = [fit.fit_id for fit in plan(parse_job(raw))]
     assert [fit.fit_id for fit in plan(parse_job(raw, spelled))] == left_out
 
