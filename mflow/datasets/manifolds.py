@@ -27,6 +27,8 @@ name                construction (``d`` = latent_dim)           own dimension ``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from mflow.config import DataSpec
@@ -34,6 +36,7 @@ from mflow.datasets.arrays import STANDARDIZE_VERSION, standardize
 from mflow.datasets.registry import Dataset, register
 
 __all__ = [
+    "OWN_DIMENSIONS",
     "affine",
     "embed",
     "helix",
@@ -45,6 +48,13 @@ __all__ = [
     "warped_subspace",
 ]
 
+#: The own dimension ``m`` of each family of intrinsic dimension ``d`` (the table above): its
+#: points' dimension where ``DataSpec.ambient_dim`` is None, known without building them.
+OWN_DIMENSIONS: dict[str, Callable[[int], int]] = {
+    "sphere": lambda d: d + 1, "torus": lambda d: 2 * d, "swiss_roll": lambda d: d + 1,
+    "helix": lambda d: 3 * d, "warped_subspace": lambda d: 2 * d, "hypercube": lambda d: d,
+    "affine": lambda d: d,
+}
 HELIX_TURNS = 2.0  # turns of each helix
 HELIX_PITCH = 1.0  # rise per turn of each helix (its radius is 1)
 ROLL_HEIGHT = 21.0  # side of the swiss roll's flat directions (scikit-learn's roll)

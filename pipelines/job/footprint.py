@@ -20,6 +20,7 @@ import numpy as np
 
 from mflow.config import DataSpec, FitSpec, ModelSpec, PriorSpec
 from mflow.datasets.arrays import csv_shape, drawn_counts
+from mflow.datasets.manifolds import OWN_DIMENSIONS
 from mflow.datasets.registry import EVERY_ROW, with_default_n
 from pipelines.job.errors import JobError
 
@@ -36,13 +37,6 @@ DATASET_BYTES = 4
 DTYPE_BYTES = {"float32": 4, "float64": 8}
 # Copies of each parameter a fit holds: the parameter, its gradient and Adam's two moments.
 PARAMETER_COPIES = 4
-# The own dimension m of a constructed manifold of intrinsic dimension d (mflow.datasets.
-# manifolds' table): its ambient dimension when data.ambient_dim is None.
-MANIFOLD_DIMS = {
-    "sphere": lambda d: d + 1, "torus": lambda d: 2 * d, "swiss_roll": lambda d: d + 1,
-    "helix": lambda d: 3 * d, "warped_subspace": lambda d: 2 * d, "hypercube": lambda d: d,
-    "affine": lambda d: d,
-}
 MNIST_ROWS = {"train": 60000, "test": 10000}
 MNIST_SHAPE = (1, 28, 28)
 
@@ -163,8 +157,8 @@ def data_points(data: DataSpec) -> tuple[int | None, tuple[int, ...] | None]:
     if data.dataset == "mnist":
         per = len(data.classes) if data.classes else 1
         return min(n * per, MNIST_ROWS.get(data.split, 60000)), MNIST_SHAPE
-    if data.dataset in MANIFOLD_DIMS:
-        own = MANIFOLD_DIMS[data.dataset](data.latent_dim)
+    if data.dataset in OWN_DIMENSIONS:
+        own = OWN_DIMENSIONS[data.dataset](data.latent_dim)
         return n, (own if data.ambient_dim is None else max(own, data.ambient_dim),)
     return n, sample_shape(data)
 
@@ -207,7 +201,7 @@ def footprint(spec: FitSpec) -> Footprint:
     data_bytes = rotation_bytes = 0
     if points is not None and dim is not None:
         data_bytes = points * dim * (MADE_BYTES + DATASET_BYTES + train_bytes)
-    if spec.data.dataset in MANIFOLD_DIMS and dim is not None:
+    if spec.data.dataset in OWN_DIMENSIONS and dim is not None:
         rotation_bytes = 3 * dim * dim * MADE_BYTES  # a Gaussian D x D matrix and its QR
     parameters = None if shape is None else model_parameters(spec.model, spec.prior, shape)
     model_bytes = 0 if parameters is None else parameters * train_bytes * PARAMETER_COPIES
