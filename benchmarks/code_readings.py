@@ -1,4 +1,4 @@
-"""The local readout of a fit's codes, read four ways, on cached fits (no training).
+"""The local readout of a fit's codes, read five ways, on cached fits (no training).
 
 The headline reads the codes ``g(x)`` of the training rows in the ``K`` directions of
 ``A A^T`` above the cut with the calibrated MLE (``mflow.local``, calibrated on uniform cubes).
@@ -9,13 +9,21 @@ which is what the prior says the codes are). Printed per case and in total (exac
 absolute error) for the headline ``min(K, round(local))`` of each:
 
 - ``cube``: as the headline does (here on all 2,000 training rows);
-- ``cube_w``: whitened, cube-calibrated; ``gauss``: Gaussian-calibrated; ``gauss_w``: both.
+- ``cube_w``: whitened, cube-calibrated; ``gauss``: Gaussian-calibrated; ``gauss_w``: both;
+- ``cube_wf``: whitened and cube-calibrated, the fill test on the unwhitened codes.
 
 A reading that rounds to ``K`` is held to the directions the codes fill (``filled_directions``)
-as the headline's is; for ``gauss_w`` the unwhitened codes are tested (``cube_w`` tests the
-whitened ones, as ``local_dimension`` does with whatever it is given).
+as the headline's is; for ``gauss_w`` and ``cube_wf`` the unwhitened codes are tested (a
+sphere's thin normal shows there), ``cube_w`` tests the whitened ones, as ``local_dimension``
+does with whatever it is given. Whitening makes the MLE's reading a property of the model's
+density (for a linear ``L`` of determinant one, ``(L g, L Sigma L^T)`` whitens to a rotation of
+the same codes); the fill test on the unwhitened codes is not.
+
+Totals are printed for all cases and for the even and odd halves of the sorted case names
+(choose on one, score on the other).
 
 Run (after flow_readouts.py): python benchmarks/code_readings.py [--fits s4000]
+         [--replicates 0 1]
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from flow_readouts import cached_fit, manifolds, prior_codes  # benchmarks/ is the script's folder
 
-WAYS = ("cube", "cube_w", "gauss", "gauss_w")
+WAYS = ("cube", "cube_w", "gauss", "gauss_w", "cube_wf")
 
 
 @functools.cache
@@ -39,41 +47,40 @@ def gaussian_reading(n: int, dim: int) -> float:
     return mle(neighbour_distances(points, LOCAL_NEIGHBOURS))[0]
 
 
-def gaussian_calibrated(points: np.ndarray, unwhitened: np.ndarray) -> float:
-    """The MLE calibrated against Gaussians; a reading that rounds to ``D`` is held to the
-    directions the ``unwhitened`` codes fill (whitening would hide a sphere's thin normal),
-    as ``mflow.local.local_dimension`` holds its cube-calibrated one."""
-    from mflow.local import (
-        LOCAL_NEIGHBOURS,
-        calibrate,
-        filled_directions,
-        mle,
-        neighbour_distances,
-    )
+def held_calibrated(points: np.ndarray, fill: np.ndarray, reference) -> float:
+    """The MLE of ``points`` calibrated by ``reference(m)`` (its reading on ``m``
+    dimensions); a reading that rounds to ``D`` is held to the directions the points ``fill``
+    fill, as ``mflow.local.local_dimension`` holds its own (``fill``: the unwhitened codes,
+    where whitening would hide a sphere's thin normal)."""
+    from mflow.local import LOCAL_NEIGHBOURS, calibrate, filled_directions, mle, neighbour_distances
 
     value, _ = mle(neighbour_distances(points, LOCAL_NEIGHBOURS))
     dim = points.shape[1]
-    value = calibrate(value, functools.partial(gaussian_reading, points.shape[0]), dim)
+    value = calibrate(value, reference, dim)
     if dim > 1 and value >= dim - 0.5:
-        value = min(value, float(filled_directions(unwhitened)))
+        value = min(value, float(filled_directions(fill)))
     return value
 
 
-def readings(d: int, x: np.ndarray, path: Path, steps: int) -> dict | None:
-    """The rank and the four local readings of one cached fit; None where the rank is 0."""
-    from mflow.local import LOCAL_RULE, local_dimension
+def readings(d: int, x: np.ndarray, path: Path, steps: int, state: int) -> dict | None:
+    """The rank and the five local readings of one cached fit; None where the rank is 0."""
+    from mflow.local import LOCAL_NEIGHBOURS, LOCAL_RULE, cube_reading, local_dimension
     from mflow.readout import readout_cut
 
-    trainer, train, _ = cached_fit(d, x, path, steps)
+    trainer, train, _ = cached_fit(d, x, path, steps, state)
     eigenvalues, (codes,) = prior_codes(trainer, train)
     rank = int((eigenvalues > readout_cut(trainer.spec)).sum())
     if rank < 1:
         return None
     kept = codes[:, :rank]
     white = kept / np.sqrt(eigenvalues[:rank])
+    gauss = functools.partial(gaussian_reading, len(kept))
+    cube = functools.partial(cube_reading, "mle", LOCAL_NEIGHBOURS, len(kept))
     return {"K": rank, "cube": local_dimension(kept, LOCAL_RULE).value,
             "cube_w": local_dimension(white, LOCAL_RULE).value,
-            "gauss": gaussian_calibrated(kept, kept), "gauss_w": gaussian_calibrated(white, kept)}
+            "gauss": held_calibrated(kept, kept, gauss),
+            "gauss_w": held_calibrated(white, kept, gauss),
+            "cube_wf": held_calibrated(white, kept, cube)}
 
 
 def main() -> None:
@@ -82,22 +89,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fits", default="s4000", help="cached fits by suffix: s<steps>")
     parser.add_argument("--cache", default="benchmarks/.cache/flow_readouts")
+    parser.add_argument("--replicates", type=int, nargs="+", default=[0])
     args = parser.parse_args()
     rows = []
-    print(f"{'case':<20}{'d':>4}{'K':>4}" + "".join(f"{w:>9}" for w in WAYS))
-    for name, (d, x) in sorted(manifolds(0).items()):
-        path = Path(args.cache) / f"{name}-r0-{args.fits}.pt"
-        row = readings(d, x, path, int(args.fits[1:])) if path.exists() else None
-        if row is None:
-            continue
-        rows.append({"case": name, "d": d, **row})
-        print(f"{name:<20}{d:>4}{row['K']:>4}" + "".join(f"{row[w]:>9.2f}" for w in WAYS))
+    print(f"{'case':<24}{'d':>4}{'K':>4}" + "".join(f"{w:>9}" for w in WAYS))
+    for state in args.replicates:
+        for i, (name, (d, x)) in enumerate(sorted(manifolds(state).items())):
+            path = Path(args.cache) / f"{name}-r{state}-{args.fits}.pt"
+            row = readings(d, x, path, int(args.fits[1:]), state) if path.exists() else None
+            if row is None:
+                continue
+            rows.append({"case": f"{name} r{state}", "half": i % 2, "d": d, **row})
+            print(f"{rows[-1]['case']:<24}{d:>4}{row['K']:>4}"
+                  + "".join(f"{row[w]:>9.2f}" for w in WAYS), flush=True)
     for way in WAYS:
-        heads = [headline_dimension(r["K"], r[way]) for r in rows]
-        wrong = [f"{r['case']} {h}" for h, r in zip(heads, rows, strict=True) if h != r["d"]]
-        print(f"{way}: {len(rows) - len(wrong)}/{len(rows)} exact, mean error "
-              f"{np.mean([abs(h - r['d']) for h, r in zip(heads, rows, strict=True)]):.2f}; "
-              f"wrong: {', '.join(wrong)}")
+        for label, part in (("all", rows), ("even", [r for r in rows if r["half"] == 0]),
+                            ("odd", [r for r in rows if r["half"] == 1])):
+            heads = [headline_dimension(r["K"], r[way]) for r in part]
+            wrong = [f"{r['case']} {h}" for h, r in zip(heads, part, strict=True)
+                     if h != r["d"]]
+            print(f"{way} {label}: {len(part) - len(wrong)}/{len(part)} exact, mean error "
+                  f"{np.mean([abs(h - r['d']) for h, r in zip(heads, part, strict=True)]):.2f}"
+                  + (f"; wrong: {', '.join(wrong)}" if label == "all" else ""))
 
 
 if __name__ == "__main__":

@@ -82,14 +82,17 @@ class ProgressReporter(Reporter):
 
     def _line(self, fit: Fit, status: str, estimate: int | None) -> str:
         """``[done/pending] fit_id status estimate E; running r, failed f, diverged v; elapsed,
-        ETA`` (the time left at the mean pace so far)."""
+        ETA`` (the time left at the mean pace so far); a count of failed or diverged fits
+        shows once it is above 0, so that a line fits 80 columns."""
         # The bar's own task holds the counts and the clock: no second copy of them here.
         task = next(t for t in self.progress.tasks if t.id == self.task)
         done, pending, elapsed = int(task.completed), int(task.total or 0), task.elapsed or 0.0
         left = elapsed / max(done, 1) * max(0, pending - done)
         read = f" estimate {estimate}" if status == "ok" and estimate is not None else ""
-        return (f"[{done}/{pending}] {fit.fit_id} {status}{read}; running "
-                f"{len(self.running)}, failed {self.failed}, diverged {self.diverged}; "
+        counts = [f"running {len(self.running)}"] + [
+            f"{what} {count}" for what, count in (("failed", self.failed),
+                                                  ("diverged", self.diverged)) if count]
+        return (f"[{done}/{pending}] {fit.fit_id} {status}{read}; {', '.join(counts)}; "
                 f"{_clock(elapsed)} elapsed, ETA {_clock(left)}")
 
     def warn(self, message: str) -> None:
