@@ -3,6 +3,8 @@ moment, the objective's maximiser over A A^T for the flow as it stands."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -38,7 +40,18 @@ def test_adam_does_not_move_a_and_a_slow_average_lags_the_batch():
     assert not torch.equal(trainer.params["prior.weight"], start)
 
 
+@pytest.fixture
+def every_core():
+    """Every core for a conv flow on 784-D points: on this project's 2-core machine a step takes
+    0.7 of its one-thread time (the one thread of these tests suits their tiny models)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("every_core")
 def test_the_fading_square_reads_one_within_a_thousand_steps():
     # the image settings of the jobs (README, "Settling"); the Adam prior reads 771 at 1,500
     spec = FitSpec(data=DataSpec("fading_square", n=2000)).replace(
