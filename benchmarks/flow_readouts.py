@@ -8,6 +8,8 @@ again without retraining. Printed per case and in total (exact count, mean absol
 - ``rank``: the rank of ``A A^T`` (the paper's readout); ``head``: the fit's stored headline;
 - ``jac@t``: the Jacobian readout (``mflow.jacobian``) on up to 200 held-out rows, local
   variances above ``t`` times the readout floor, median over points;
+- ``soft@s``: a soft Jacobian count at the blur scale ``s`` times the readout floor (the
+  LIDL/FLIPD-style count, ``soft_count``), on the same points;
 - the same readouts without a flow: ``flowless`` (``mflow.local.local_dimension`` with the
   fit's rule on the raw training rows), and TwoNN / MLE from scikit-dimension on the same rows.
 
@@ -32,6 +34,7 @@ import numpy as np
 N_POINTS, N_TRAIN = 2500, 2000
 JACOBIAN_POINTS = 200  # held-out rows the Jacobian readout reads, as a survey fit does
 THRESHOLDS = (2.0, 4.0, 8.0, 20.0)
+SOFT_SCALES = (20.0, 50.0)  # the soft count's blur scales, in units of the readout floor
 
 
 def manifolds(state: int) -> dict[str, tuple[int, np.ndarray]]:
@@ -127,8 +130,19 @@ def run_case(args: tuple[str, int, int, np.ndarray, str, int]) -> dict:
            "flowless": local_dimension(train, LOCAL_RULE).value}
     for t in THRESHOLDS:
         row[f"jac@{t:g}"] = jacobian_dimension(variances, floor, t).value
+    for scale in SOFT_SCALES:
+        row[f"soft@{scale:g}"] = soft_count(variances, floor, scale)
     row["collapsed"] = result.collapsed
     return row
+
+
+def soft_count(variances: np.ndarray, floor: float, scale: float) -> float:
+    """A soft count of the model's local variances ``v_i`` (``mflow.jacobian.local_variances``)
+    at the blur ``scale * floor``: per point ``sum_i v_i / (v_i + scale * floor)`` (a direction
+    counts fully where its variance is far above the blur, not at all far below, as in LIDL and
+    FLIPD), the median over points."""
+    v = np.asarray(variances, dtype=np.float64)
+    return float(np.median((v / (v + scale * floor)).sum(axis=1)))
 
 
 def baselines(x: np.ndarray) -> dict[str, float]:
@@ -160,7 +174,8 @@ def main() -> None:
         rows = list(pool.map(run_case, jobs))
     for row, job in zip(rows, jobs, strict=True):
         row.update(baselines(job[3]))
-    cols = ["rank", "head", "flowless", "twonn", "mle", *[f"jac@{t:g}" for t in THRESHOLDS]]
+    cols = ["rank", "head", "flowless", "twonn", "mle", *[f"jac@{t:g}" for t in THRESHOLDS],
+            *[f"soft@{s:g}" for s in SOFT_SCALES]]
     for r in rows:  # a collapsed fit has no headline: it counts as a miss, at its rank
         r["head"] = r["rank"] if r["head"] is None else r["head"]
     print("| case | d | D | " + " | ".join(cols) + " |")
