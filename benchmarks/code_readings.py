@@ -1,14 +1,16 @@
 """The local readout of a fit's codes, read six ways, on cached fits (no training).
 
-The headline reads the codes ``g(x)`` of the training rows in the ``K`` directions of
-``A A^T`` above the cut with the calibrated MLE (``mflow.local``, calibrated on uniform cubes).
-Two choices in that are open: whether the codes are first whitened by the prior (divided by
-``sqrt(lambda_i)``, which undoes how the spread KL happens to share variance among the kept
-directions), and what the MLE is calibrated against (uniform cubes, or standard Gaussians,
-which is what the prior says the codes are). Printed per case and in total (exact, mean
-absolute error) for the headline ``min(K, round(local))`` of each:
+Until readout ``rank-local/4`` the headline read the codes ``g(x)`` of the training rows in the
+``K`` directions of ``A A^T`` above the cut with the calibrated MLE (``mflow.local``,
+calibrated on uniform cubes); since then it tests them against the prior first (``prior``
+below, ``mflow.local.code_dimension``). Two choices in the calibrated reading are open: whether
+the codes are first whitened by the prior (divided by ``sqrt(lambda_i)``, which undoes how the
+spread KL happens to share variance among the kept directions), and what the MLE is calibrated
+against (uniform cubes, or standard Gaussians, which is what the prior says the codes are).
+Printed per case and in total (exact, mean absolute error) for the headline ``min(K,
+round(local))`` of each:
 
-- ``cube``: as the headline does (here on all 2,000 training rows);
+- ``cube``: as the headline did before ``rank-local/4`` (here on all 2,000 training rows);
 - ``cube_w``: whitened, cube-calibrated; ``gauss``: Gaussian-calibrated; ``gauss_w``: both;
 - ``cube_wf``: whitened and cube-calibrated, the fill test on the unwhitened codes;
 - ``prior``: a test of the codes against the model's own prior. Where the flow has flattened

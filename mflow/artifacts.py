@@ -10,17 +10,20 @@ from torch import Tensor
 
 from mflow.datasets import Dataset
 from mflow.jacobian import JacobianDimension, jacobian_dimension, local_variances
-from mflow.local import LOCAL_RULE, LocalDimension, local_dimension
+from mflow.local import LOCAL_RULE, LocalDimension, code_dimension, local_dimension
 from mflow.model import ManifoldFlow
 from mflow.objective import spread_noise
 
-__all__ = ["FLOWLESS_COMPONENTS", "JACOBIAN_ENTRIES", "PROJECTED", "SAMPLES_IMAGE",
+__all__ = ["FLOWLESS_COMPONENTS", "JACOBIAN_ENTRIES", "READ_POINTS", "PROJECTED", "SAMPLES_IMAGE",
            "SAMPLES_VECTOR", "fit_artifacts", "flowless_estimate", "heldout_batch",
            "heldout_loss", "jacobian_estimate", "local_codes", "local_estimate"]
 
 SAMPLES_IMAGE = 16  # model samples kept per fit of images (a grid in the report)
 SAMPLES_VECTOR = 1000  # per fit of vectors (a scatter, and the distance to the true manifold)
 PROJECTED = 1000  # training points whose latent projection is kept
+# Training points whose codes the local readout reads (and the flowless ablation, raw): twice
+# as many as the kept projection, as the nearest-neighbour readings' bias falls with n
+READ_POINTS = 2000
 # The Jacobian readout reads at most this many Jacobian entries (points x D^2) per fit, and
 # 8 to 200 points: 200 points up to D = 223, 16 at D = 784 (about 15 s on one CPU core).
 JACOBIAN_ENTRIES = 10_000_000
@@ -57,19 +60,20 @@ def fit_artifacts(
     return {"samples": samples, "projection": projection.float().cpu().numpy(), "index": index}
 
 
-def _projected_index(n: int, seed: int) -> np.ndarray:
-    """The (up to ``PROJECTED``) training points whose codes are kept and read, sorted."""
-    return np.sort(np.random.default_rng(seed).choice(n, size=min(n, PROJECTED), replace=False))
+def _projected_index(n: int, seed: int, size: int = PROJECTED) -> np.ndarray:
+    """Up to ``size`` training points drawn by ``seed``, sorted: by default those whose codes
+    are kept (with ``READ_POINTS``, those the local readout reads)."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(n, size), replace=False))
 
 
 @torch.no_grad()
 def local_codes(
     model: ManifoldFlow, x: Tensor, rank: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The codes ``g(x) E_K`` (float64) of the same up to ``PROJECTED`` points as
-    ``fit_artifacts`` keeps, in the ``K = rank`` leading eigen-directions of ``A A^T``, and
-    which points (rows of ``x``) they are."""
-    index = _projected_index(x.shape[0], seed)
+    """The codes ``g(x) E_K`` (float64) of up to ``READ_POINTS`` training points, in the
+    ``K = rank`` leading eigen-directions of ``A A^T``, and which points (rows of ``x``) they
+    are."""
+    index = _projected_index(x.shape[0], seed, READ_POINTS)
     was_training = model.training
     model.eval()
     codes = model.project(x[torch.as_tensor(index, device=x.device)], rank)
@@ -80,16 +84,17 @@ def local_codes(
 def local_estimate(
     model: ManifoldFlow, x: Tensor, rank: int, seed: int, rule: str = LOCAL_RULE
 ) -> LocalDimension | None:
-    """The local dimension (``mflow.local``) of the codes in the ``rank`` leading directions;
-    None when there is nothing to read (``rank < 1``, fewer than 3 points, codes that are not
-    finite or all coincide)."""
+    """The local dimension of the codes in the ``rank`` leading directions, read against the
+    prior's variances there (``mflow.local.code_dimension``); None when there is nothing to read
+    (``rank < 1``, fewer than 3 points, codes that are not finite or all coincide)."""
     if rank < 1 or x.shape[0] < 3:
         return None
-    codes, _ = local_codes(model, x, min(rank, model.prior.dim), seed)
+    k = min(rank, model.prior.dim)
+    codes, _ = local_codes(model, x, k, seed)
     if not np.all(np.isfinite(codes)):
         return None
     try:
-        return local_dimension(codes, rule)
+        return code_dimension(codes, model.prior.spectrum()[:k].cpu().numpy(), rule)
     except ValueError:  # no distinct neighbours: nothing to read
         return None
 
@@ -115,11 +120,11 @@ def jacobian_estimate(
 
 
 def flowless_estimate(x: np.ndarray, seed: int, rule: str = LOCAL_RULE) -> LocalDimension | None:
-    """The ablation: the same local readout as the codes get (``local_dimension``), on up to
-    ``PROJECTED`` raw training points, flattened and put on their ``FLOWLESS_COMPONENTS``
-    leading principal axes (no flow at all); None where there is nothing to read."""
+    """The ablation: the codes' local readout without a flow (``local_dimension``, with no prior
+    to test against), on up to ``READ_POINTS`` raw training points, flattened and put on their
+    ``FLOWLESS_COMPONENTS`` leading principal axes; None where there is nothing to read."""
     flat = np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1)
-    flat = flat[_projected_index(flat.shape[0], seed)]
+    flat = flat[_projected_index(flat.shape[0], seed, READ_POINTS)]
     flat = flat - flat.mean(axis=0)
     if flat.shape[1] > FLOWLESS_COMPONENTS:
         _, _, vt = np.linalg.svd(flat, full_matrices=False)

@@ -25,7 +25,7 @@ __all__ = ["READOUT", "CurvePoint", "FitResult", "code_version", "early_stop_due
 
 #: The readout that gives ``FitResult.id_estimate``, name and version: raised whenever the
 #: way a stored fit's estimate is read changes (``survey analyze`` re-reads older rows).
-READOUT = "rank-local/3"
+READOUT = "rank-local/4"
 
 
 @functools.cache
@@ -109,7 +109,7 @@ class FitResult:
     settle_heldout_fall: float | None = None  # the held-out loss's fall over the window
     # The two numbers of issue 16 (None for results recorded before them): id_rank, the rank
     # of A A^T (the flat dimensions the flow needs, K), and the local dimension of the codes
-    # g(x) E_K of up to PROJECTED points (mflow.local, rule local_rule) with its spread over
+    # g(x) E_K of up to READ_POINTS points (mflow.local, rule local_rule) with its spread over
     # points. id_estimate is mflow.local.headline_dimension of the two.
     id_rank: int | None = None
     local_dim: float | None = None

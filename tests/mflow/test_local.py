@@ -10,7 +10,9 @@ from mflow.datasets import load
 from mflow.local import (
     LOCAL_RULES,
     calibrate,
+    code_dimension,
     filled_directions,
+    fills_prior,
     headline_dimension,
     local_dimension,
     local_pca_counts,
@@ -53,6 +55,30 @@ def test_a_sphere_in_its_own_flat_dimensions_reads_d_not_d_plus_one(d, seed):
     x = g / np.linalg.norm(g, axis=1, keepdims=True)
     assert filled_directions(x) == d
     assert round(local_dimension(x, "mle-cal").value) == d
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_codes_that_fill_the_prior_read_its_whole_rank_however_the_prior_stretches_them(seed):
+    """Draws of a prior whose variances differ (as the spread KL leaves them free to) read low
+    by the cube calibration; tested against the prior itself they read its rank, and stretching
+    them further (the prior with them) changes nothing."""
+    rng = np.random.default_rng(seed)
+    variances = np.array([9.0, 4.0, 1.0, 0.25] * 5)
+    codes = rng.standard_normal((2000, 20)) * np.sqrt(variances)
+    assert local_dimension(codes).value < 18.5
+    assert code_dimension(codes, variances).value == 20.0
+    stretch = rng.uniform(0.2, 5.0, 20)
+    assert code_dimension(codes * stretch, variances * stretch**2).value == 20.0
+
+
+@pytest.mark.parametrize(("name", "d", "ambient"), [("torus", 2, 4), ("sphere", 3, 4)])
+def test_codes_on_a_curved_set_inside_the_kept_directions_read_its_own_dimension(name, d, ambient):
+    """A torus in its 4 flat directions and S^3 in 4 do not fill them as the prior would: the
+    cube calibration of the codes reads d."""
+    x = _points(name, d, ambient, n=2000)
+    variances = x.var(axis=0)
+    assert not fills_prior(x / np.sqrt(variances))
+    assert round(code_dimension(x, variances).value) == d
 
 
 @pytest.mark.parametrize(("name", "d", "fills"),
