@@ -10,7 +10,8 @@ array of 2,500 points beside ``manifest.json`` (name, true ``d``, ambient ``D``)
 them with the project's defaults for a user's array and ``data.n = 2000``, so the other 500 rows
 are held out.
 
-Read once, at the end of the work; never tune on what it gives.
+Read once, at the end of the work; never tune on what it gives. It was read on 2026-12-07, once
+readout ``rank-local/4`` was fixed (the README's held-out column): development data since.
 
 Run: python benchmarks/heldout_2026_12_06_b.py OUT_DIR
 """
