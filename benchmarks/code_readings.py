@@ -29,11 +29,16 @@ does with whatever it is given. Whitening makes the MLE's reading a property of 
 density (for a linear ``L`` of determinant one, ``(L g, L Sigma L^T)`` whitens to a rotation of
 the same codes); the fill test on the unwhitened codes is not.
 
+``--gap-below-cut R`` reads every way at another rank: the cut's ``K``, extended through the
+largest drop beneath the cut (``rank_through_gap``) where that drop is a factor of at least
+``R``; the paraboloids keep their minor directions a little under the cut, well clear of the
+noise below them.
+
 Totals are printed for all cases and for the even and odd halves of the sorted case names
 (choose on one, score on the other).
 
 Run (after flow_readouts.py): python benchmarks/code_readings.py [--fits s4000]
-         [--replicates 0 1]
+         [--replicates 0 1] [--gap-below-cut 2]
 """
 
 from __future__ import annotations
@@ -63,8 +68,29 @@ def held_calibrated(points: np.ndarray, fill: np.ndarray, reference) -> float:
     return value
 
 
-def readings(d: int, x: np.ndarray, path: Path, steps: int, state: int) -> dict | None:
-    """The rank and the six local readings of one cached fit; None where the rank is 0."""
+def rank_through_gap(eigenvalues: np.ndarray, cut: float, ratio: float | None) -> int:
+    """The number of ``eigenvalues`` (descending) above ``cut``, extended through the largest
+    drop between consecutive eigenvalues beneath it where that drop is a factor of at least
+    ``ratio`` (None: the cut's count).
+
+    Example:
+        >>> ev = np.array([90.0, 16.0, 7.0, 2.4, 2.2])
+        >>> rank_through_gap(ev, 20.0, None), rank_through_gap(ev, 20.0, 2.0)
+        (1, 3)
+    """
+    rank = int((eigenvalues > cut).sum())
+    below = eigenvalues[rank:]
+    if ratio is None or below.size < 2:
+        return rank
+    drops = below[:-1] / np.maximum(below[1:], np.finfo(float).tiny)
+    at = int(np.argmax(drops))
+    return rank + at + 1 if drops[at] >= ratio else rank
+
+
+def readings(d: int, x: np.ndarray, path: Path, steps: int, state: int,
+             gap: float | None = None) -> dict | None:
+    """The rank and the six local readings of one cached fit; None where the rank is 0.
+    ``gap``: the rank through a drop beneath the cut (``rank_through_gap``)."""
     from mflow.local import (
         LOCAL_NEIGHBOURS,
         LOCAL_RULE,
@@ -77,7 +103,7 @@ def readings(d: int, x: np.ndarray, path: Path, steps: int, state: int) -> dict 
 
     trainer, train, _ = cached_fit(d, x, path, steps, state)
     eigenvalues, (codes,) = prior_codes(trainer, train)
-    rank = int((eigenvalues > readout_cut(trainer.spec)).sum())
+    rank = rank_through_gap(eigenvalues, readout_cut(trainer.spec), gap)
     if rank < 1:
         return None
     kept = codes[:, :rank]
@@ -99,13 +125,15 @@ def main() -> None:
     parser.add_argument("--fits", default="s4000", help="cached fits by suffix: s<steps>")
     parser.add_argument("--cache", default="benchmarks/.cache/flow_readouts")
     parser.add_argument("--replicates", type=int, nargs="+", default=[0])
+    parser.add_argument("--gap-below-cut", type=float, help="rank_through_gap's ratio")
     args = parser.parse_args()
     rows = []
     print(f"{'case':<24}{'d':>4}{'K':>4}" + "".join(f"{w:>9}" for w in WAYS))
     for state in args.replicates:
         for i, (name, (d, x)) in enumerate(sorted(manifolds(state).items())):
             path = Path(args.cache) / f"{name}-r{state}-{args.fits}.pt"
-            row = readings(d, x, path, int(args.fits[1:]), state) if path.exists() else None
+            row = (readings(d, x, path, int(args.fits[1:]), state, args.gap_below_cut)
+                   if path.exists() else None)
             if row is None:
                 continue
             rows.append({"case": f"{name} r{state}", "half": i % 2, "d": d, **row})

@@ -290,6 +290,14 @@ def calibrate(value: float, reference: Callable[[int], float], upper: int) -> fl
     return float(upper)
 
 
+def _rule_estimator(rule: str, neighbours: int, n: int) -> tuple[int, str]:
+    """The neighbours (at most ``n - 1``) and the raw estimator's name a ``rule`` of
+    ``LOCAL_RULES`` reads ``n`` points with; an unknown rule is an error naming the known ones."""
+    if rule not in LOCAL_RULES:
+        raise ValueError(f"local rule: unknown {rule!r}; known: {', '.join(LOCAL_RULES)}")
+    return min(neighbours, n - 1), rule.removesuffix("-cal")
+
+
 @dataclass(frozen=True)
 class LocalDimension:
     """A local estimate: the pooled value and its spread over points."""
@@ -322,15 +330,13 @@ def local_dimension(
         ...
         ValueError: local rule: unknown 'pca'; known: mle, mle-cal, twonn, twonn-cal, lpca
     """
-    if rule not in LOCAL_RULES:
-        raise ValueError(f"local rule: unknown {rule!r}; known: {', '.join(LOCAL_RULES)}")
     x = np.asarray(points, dtype=np.float64)
     n, dim = x.shape
+    k, name = _rule_estimator(rule, neighbours, n)
     if dim == 1:
         return LocalDimension(1.0, 0.0, rule)
     if n < 3:
         raise ValueError(f"local dimension: needs at least 3 points, got {n}")
-    k, name = min(neighbours, n - 1), rule.removesuffix("-cal")
     value, per_point = _estimators(k)[name](x)
     if not np.isfinite(value):
         raise ValueError("local dimension: the points have no distinct nearest neighbours")
@@ -358,11 +364,9 @@ def fills_prior(
         >>> fills_prior(np.c_[t, np.sin(t)] / np.sqrt(0.7))  # a 6-D set curved through 12
         False
     """
-    if rule not in LOCAL_RULES:
-        raise ValueError(f"local rule: unknown {rule!r}; known: {', '.join(LOCAL_RULES)}")
     x = np.asarray(white, dtype=np.float64)
     n, dim = x.shape
-    k, name = min(neighbours, n - 1), rule.removesuffix("-cal")
+    k, name = _rule_estimator(rule, neighbours, n)
     value = _estimators(k)[name](x)[0]
     return bool(np.isfinite(value) and value >= PRIOR_MATCH * gaussian_reading(name, k, n, dim))
 
