@@ -1,5 +1,5 @@
-"""What tests that run surveys in other processes share: job files, waiting on a condition
-with a bound (never a fixed sleep before an assertion), and cleaning up a process session."""
+"""What tests share: job files, waiting on a condition with a bound (never a fixed sleep before
+an assertion), cleaning up a process session, and torch's thread count for a block."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["descendants", "kill_session", "wait_for", "write_job"]
+__all__ = ["descendants", "kill_session", "torch_threads", "wait_for", "write_job"]
 
 
 def write_job(folder: Path, raw: dict) -> Path:
@@ -65,3 +66,18 @@ def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.2) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(poll_s)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch threads, then put back the number before it. Tiny
+    models train several times faster on one thread than on two contended ones; a conv flow
+    on 784-D points wants every core."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

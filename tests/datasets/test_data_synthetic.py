@@ -13,7 +13,7 @@ import torch
 
 from mflow.config import DataSpec
 from mflow.datasets import load, mnist, synthetic
-from tests.support import wait_for
+from tests.support import torch_threads, wait_for
 
 STEPS = 3  # VAE steps: enough to exercise training, cheap enough for every test run
 
@@ -21,10 +21,8 @@ STEPS = 3  # VAE steps: enough to exercise training, cheap enough for every test
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
     """The tiny VAE is fastest on one thread (and threads fight on a busy shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture

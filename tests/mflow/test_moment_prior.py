@@ -11,6 +11,7 @@ import torch
 from mflow.config import DataSpec, FitSpec
 from mflow.fit import check_train, fit
 from mflow.pack import PackTrainer
+from tests.support import torch_threads
 
 MOMENT = FitSpec(data=DataSpec("sine", n=300)).replace(
     train={"steps": 20, "log_every": 10, "dtype": "float64", "prior_update": "moment",
@@ -44,10 +45,8 @@ def test_adam_does_not_move_a_and_a_slow_average_lags_the_batch():
 def every_core():
     """Every core for a conv flow on 784-D points: on this project's 2-core machine a step takes
     0.7 of its one-thread time (the one thread of these tests suits their tiny models)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(os.cpu_count() or 1):
+        yield
 
 
 @pytest.mark.slow

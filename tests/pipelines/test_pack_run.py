@@ -21,6 +21,7 @@ from pipelines.execution.packing import MAX_PACK, auto_pack_size, make_packs, st
 from pipelines.execution.survey import Reporter, run_survey
 from pipelines.job import JobError, parse_job, plan
 from pipelines.results.store import Store
+from tests.support import torch_threads
 
 ray_local = pytest.mark.usefixtures("ray_local")
 SEEDS = {"seed": [0, 1, 2]}
@@ -247,10 +248,8 @@ def test_an_interrupted_packed_survey_completes_on_rerun(
 
 @pytest.fixture
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is several times faster than two contended
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.mark.usefixtures("one_thread")
