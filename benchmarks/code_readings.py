@@ -31,8 +31,8 @@ the same codes); the fill test on the unwhitened codes is not.
 
 ``--gap-below-cut R`` reads every way at another rank: the cut's ``K``, extended through the
 largest drop beneath the cut (``rank_through_gap``) where that drop is a factor of at least
-``R``; the paraboloids keep their minor directions a little under the cut, well clear of the
-noise below them.
+``R``; the paraboloids keep their minor directions a little under the cut, a factor 2 or more
+above the noise below them.
 
 Totals are printed for all cases and for the even and odd halves of the sorted case names
 (choose on one, score on the other).
