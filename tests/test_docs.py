@@ -9,7 +9,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from pipelines.analysis.baselines import BASELINES_SCHEMA
@@ -18,6 +17,7 @@ from pipelines.analysis.scales import SCALES_SCHEMA
 from pipelines.cli.parser import parser
 from pipelines.job import load_job, parse_job
 from pipelines.results.records import CURVES_SCHEMA, FITS_SCHEMA
+from tests.support import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -71,9 +71,8 @@ def test_links_resolve(page):
 def test_python_block_runs(code, request, tmp_path, monkeypatch):
     """Run the block; a ``print(...)  # text`` line must print ``text``."""
     monkeypatch.chdir(tmp_path)
-    torch.set_num_threads(1)
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with torch_threads(1), contextlib.redirect_stdout(out):
         exec(compile(code, request.node.callspec.id, "exec"), {"__name__": "__docs__"})
     claimed = [line.split("#", 1)[1].strip() for line in code.splitlines()
                if line.lstrip().startswith("print(") and "#" in line]
