@@ -7,12 +7,18 @@ summary and Ray's shut-down. The survey runs in a subprocess under ``cProfile`` 
 main thread); printed are the wall time from launch to exit and the cumulative seconds of
 each phase's function, with what is left over.
 
-    python benchmarks/fixed_cost.py [--rounds 3]
+``--without-bytecode`` alternates each round with one that finds no compiled bytecode
+(``PYTHONPYCACHEPREFIX`` an empty folder, ``PYTHONDONTWRITEBYTECODE=1``): every process, Ray's
+and the trial's included, then compiles what it imports from source, as it did where the
+installer wrote no bytecode and the environment forbade writing it.
+
+    python benchmarks/fixed_cost.py [--rounds 3] [--without-bytecode]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pstats
 import statistics
 import subprocess
@@ -45,15 +51,17 @@ PHASES = [
 ]
 
 
-def profile_once(work: Path) -> tuple[float, dict[str, float], float]:
-    """One profiled ``survey run``: wall seconds, seconds per phase, the fit's own seconds."""
+def profile_once(work: Path, env: dict[str, str] | None = None,
+                 ) -> tuple[float, dict[str, float], float]:
+    """One profiled ``survey run`` (in ``env``, default this process's): wall seconds, seconds
+    per phase, the fit's own seconds."""
     out = work / f"out-{time.monotonic_ns()}"
     stats = work / f"{out.name}.prof"
     command = [sys.executable, "-m", "cProfile", "-o", str(stats), "-m", "pipelines.cli",
                "run", str(work / "tiny.yaml"), "--out", str(out),
                "--tracking-uri", f"sqlite:///{out}.db"]
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"survey run failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
@@ -69,13 +77,33 @@ def profile_once(work: Path) -> tuple[float, dict[str, float], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--without-bytecode", action="store_true",
+                        help="alternate each round with one that finds no compiled bytecode")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "tiny.yaml").write_text(TINY)
-        runs = [profile_once(work) for _ in range(args.rounds)]
+        (work / "no-bytecode").mkdir()
+        bare = {**os.environ, "PYTHONPYCACHEPREFIX": str(work / "no-bytecode"),
+                "PYTHONDONTWRITEBYTECODE": "1"}
+        variants = {"with bytecode": []} | ({"without bytecode": []}
+                                           if args.without_bytecode else {})
+        for _ in range(args.rounds):
+            for name, runs in variants.items():
+                runs.append(profile_once(work, bare if name == "without bytecode" else None))
+    for name, runs in variants.items():
+        print(f"-- {name}")
+        report(runs)
+    if args.without_bytecode:
+        ratio = statistics.median(w for w, _, _ in variants["without bytecode"]) / \
+            statistics.median(w for w, _, _ in variants["with bytecode"])
+        print(f"wall without bytecode / with: {ratio:.2f}")
+
+
+def report(runs: list[tuple[float, dict[str, float], float]]) -> None:
+    """The wall times of the rounds and the median seconds of each phase."""
     walls = [wall for wall, _, _ in runs]
-    print(f"survey run of one 50-step fit, {args.rounds} rounds: wall "
+    print(f"survey run of one 50-step fit, {len(runs)} rounds: wall "
           f"{', '.join(f'{w:.1f}' for w in walls)} s (median {statistics.median(walls):.1f})")
     for phase, _, _ in PHASES:
         values = [phases[phase] for _, phases, _ in runs]
