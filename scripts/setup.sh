@@ -27,6 +27,7 @@ step() {
 
 if [ ! -x "$VENV/bin/python" ]; then
     step "virtual environment $VENV" python3 -m venv "$VENV"
+    touch "$VENV/.bytecode"  # the installers below write the bytecode of all they install
 else
     echo "setup: virtual environment $VENV ... reused"
 fi
@@ -61,6 +62,16 @@ else
     echo "setup: torch ... already installed"
 fi
 step "this project and its dev tools (-e '.[dev]')" install -e '.[dev]'
+# A virtual environment set up before set-up wrote bytecode: compile what it holds, once.
+# compileall exits 1 on the few files written for newer Pythons (torch's py312 test helpers).
+compile_installed() {
+    "$VENV/bin/python" -m compileall -q -j 0 \
+        "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || true
+}
+if [ ! -e "$VENV/.bytecode" ]; then
+    step "bytecode of the packages installed before" compile_installed
+    touch "$VENV/.bytecode"
+fi
 # The project's own modules too (an editable install leaves them where they are): half a second
 # of every process's start otherwise. A module edited later is compiled afresh when imported.
 step "bytecode of mflow and pipelines" "$VENV/bin/python" -m compileall -q mflow pipelines

@@ -54,7 +54,7 @@ def every_core():
 def test_the_fading_square_reads_one_within_600_steps():
     # the image settings of the jobs (README, "Settling"); the Adam prior reads 771 at 1,500.
     # The noise reaches its floor at step 480; seeds 0 and 1, trained to 1,000 steps, logged
-    # rank 1024 to step 350, about 350 at 400 and 1 from 450 to the end.
+    # spectrum estimates of 1024 to step 350, about 350 at 400 and 1 from 450 to the end.
     spec = FitSpec(data=DataSpec("fading_square", n=2000)).replace(
         model={"kind": "conv"},
         train={"prior_update": "moment", "noise_decay_every": 20, "lr_decay_every": 4000,
