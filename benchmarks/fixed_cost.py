@@ -86,18 +86,21 @@ def main() -> None:
         (work / "no-bytecode").mkdir()
         bare = {**os.environ, "PYTHONPYCACHEPREFIX": str(work / "no-bytecode"),
                 "PYTHONDONTWRITEBYTECODE": "1"}
-        variants = {"with bytecode": []} | ({"without bytecode": []}
-                                           if args.without_bytecode else {})
+        # each variant's environment (None: this process's) and the rounds it ran
+        variants: dict[str, tuple[dict[str, str] | None, list]] = {"with bytecode": (None, [])}
+        if args.without_bytecode:
+            variants["without bytecode"] = (bare, [])
         for _ in range(args.rounds):
-            for name, runs in variants.items():
-                runs.append(profile_once(work, bare if name == "without bytecode" else None))
-    for name, runs in variants.items():
+            for env, runs in variants.values():
+                runs.append(profile_once(work, env))
+    for name, (_, runs) in variants.items():
         print(f"-- {name}")
         report(runs)
     if args.without_bytecode:
-        ratio = statistics.median(w for w, _, _ in variants["without bytecode"]) / \
-            statistics.median(w for w, _, _ in variants["with bytecode"])
-        print(f"wall without bytecode / with: {ratio:.2f}")
+        walls = {name: statistics.median(w for w, _, _ in runs)
+                 for name, (_, runs) in variants.items()}
+        print(f"wall without bytecode / with: "
+              f"{walls['without bytecode'] / walls['with bytecode']:.2f}")
 
 
 def report(runs: list[tuple[float, dict[str, float], float]]) -> None:
