@@ -76,15 +76,18 @@ def run_case(args: tuple[str, int, int, np.ndarray, str, int, int, bool]) -> dic
 
     floor = readout_floor(spec)
     points = torch.as_tensor(held[:200], dtype=torch.float32)
+    # the Jacobian count at --from-steps, where flow_readouts.py cached its variances (a
+    # --fresh run keeps no model at that step: None)
     cached = Path(cache) / f"{name}-r{state}-s{from_steps}.var.npy"
-    before = np.load(cached) if cached.exists() else np.full((1, x.shape[1]), np.nan)
+    jac_from = (jacobian_dimension(np.load(cached), floor, JACOBIAN_THRESHOLD).value
+                if cached.exists() else None)
     return {
         "curve": [dataclasses.asdict(p) for p in curve],
         "case": name, "d": d, "settled_step": None if first is None else curve[first].step,
         "head_settled": None if first is None else headline(curve[first]),
         "rank_settled": None if first is None else curve[first].estimate,
         "head_end": result.id_estimate, "rank_end": result.id_rank,
-        "jac_from": jacobian_dimension(before, floor, JACOBIAN_THRESHOLD).value,
+        "jac_from": jac_from,
         "jac_end": jacobian_dimension(local_variances(trainer.model, points), floor,
                                       JACOBIAN_THRESHOLD).value,
         "settled_end": result.settled,
@@ -124,7 +127,8 @@ def main() -> None:
     print("|---" * 9 + "|")
     for r in rows:
         print(f"| {r['case']} | {r['d']} | {r['settled_step']} | {r['head_settled']} | "
-              f"{r['head_end']} | {r['rank_settled']} | {r['rank_end']} | {r['jac_from']:g} | "
+              f"{r['head_end']} | {r['rank_settled']} | {r['rank_end']} | "
+              f"{'-' if r['jac_from'] is None else format(r['jac_from'], 'g')} | "
               f"{r['jac_end']:g} |")
     settled = [r for r in rows if r["settled_step"] is not None]
     held = [r for r in settled
@@ -133,8 +137,10 @@ def main() -> None:
     print(f"\nsettled: {len(settled)}/{len(rows)}; headline held to {args.steps}: "
           f"{len(held)}/{len(settled)}; settle steps: {steps}")
     for a, b in (("rank_settled", "rank_end"), ("jac_from", "jac_end")):
-        moved = sum(r[a] != r[b] for r in settled if r[a] is not None)
-        print(f"{a} -> {b}: moved in {moved}/{len(settled)}")
+        known = [r for r in settled if r[a] is not None]
+        if known:
+            moved = sum(r[a] != r[b] for r in known)
+            print(f"{a} -> {b}: moved in {moved}/{len(known)}")
     _compare_rule(rows, "rules 1-4 alone (no held-out loss)", args.steps,
                   lambda curve, i, j: True)
     for share in args.held_for:
